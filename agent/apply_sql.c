@@ -1,0 +1,1 @@
+/* placeholder until apply_sql lands */
