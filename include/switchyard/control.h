@@ -1,0 +1,36 @@
+/*
+ * The control socket (<state-dir>/control.sock, mode 0600): the CLI's way to talk to the
+ * running agent. Framing: [u32 big-endian length][protobuf message]; one ControlRequest, one
+ * ControlResponse per connection. The server runs on the agent's event loop.
+ */
+#ifndef SWITCHYARD_CONTROL_H
+#define SWITCHYARD_CONTROL_H
+
+#include <stdbool.h>
+
+#include <event2/event.h>
+
+#include "control.pb-c.h"
+
+typedef struct ControlServer ControlServer;
+
+/*
+ * Handles one request on the loop thread; fills response (message and status_json are
+ * malloc'd by the handler, freed by the server after sending).
+ */
+typedef void (*ControlHandler)(const ControlRequest *request, ControlResponse *response, void *arg);
+
+/* Binds the socket (replacing a stale one left by a dead agent). */
+bool control_server_start(struct event_base *base, const char *state_dir, ControlHandler handler,
+						  void *arg, ControlServer **out) __attribute__((warn_unused_result));
+/* Closes the socket and removes its file. Accepts NULL. */
+void control_server_free(ControlServer *server);
+
+/*
+ * Client side: connects, sends, waits up to timeout_ms for the answer. Returns false without
+ * logging when no agent listens (*no_agent = true), or logs and returns false on other errors.
+ */
+bool control_request(const char *state_dir, ControlRequest__Command command, int timeout_ms,
+					 ControlResponse **out, bool *no_agent) __attribute__((warn_unused_result));
+
+#endif

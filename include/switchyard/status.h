@@ -1,0 +1,46 @@
+/*
+ * The agent's status as one document: `switchyard status --json`, /api/status, and the
+ * dashboard all show this. Built by the agent from its parts, rendered here with json-c.
+ */
+#ifndef SWITCHYARD_STATUS_H
+#define SWITCHYARD_STATUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "switchyard/lsn.h"
+
+typedef struct AgentStatus
+{
+	const char *phase;          /* "starting", "copy", "streaming", "stopping", "stopped", ... */
+	bool running;               /* from a live agent (false: read from the state directory) */
+	int pid;
+	const char *source;         /* conninfo with the password removed */
+	const char *target;
+	const char *slot_name;
+	const char *publication_name;
+	const char *origin_name;
+	Lsn received_lsn;           /* last WAL position seen from the source */
+	Lsn flushed_lsn;            /* durable in the spool = confirmed to the source */
+	Lsn applied_lsn;            /* applied on the target */
+	Lsn source_current_lsn;     /* pg_current_wal_lsn() at the last check (0 = unknown) */
+	uint64_t lag_bytes;         /* source_current_lsn (or received) - applied */
+	double lag_seconds;         /* now - commit time of the last applied transaction, 0 when caught up */
+	uint64_t transactions_applied;
+	uint64_t changes_applied;
+	uint64_t spool_bytes;
+	uint64_t spool_segments;
+	bool spool_full;
+	bool paused;
+	bool source_connected;
+	bool target_connected;
+	const char *last_error;     /* "" or NULL: none */
+	int64_t started_at_unix;
+} AgentStatus;
+
+/* Renders the document (pretty when pretty is true); caller frees. NULL on out of memory. */
+char *status_to_json(const AgentStatus *status, bool pretty);
+/* Prints the human-readable form (switchyard status without --json) to stdout. */
+void status_print_text(const AgentStatus *status);
+
+#endif
