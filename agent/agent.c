@@ -1,1 +1,762 @@
-/* placeholder until agent lands */
+/*
+ * `switchyard run` and `switchyard cleanup`: prepares source and target, then runs the event
+ * loop that carries receiver, control socket and timers while the applier thread applies
+ * the spool to the target. Owns shutdown: final feedback, spool synced, state saved.
+ */
+#include "switchyard/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <libpq-fe.h>
+
+#include "switchyard/apply.h"
+#include "switchyard/conninfo.h"
+#include "switchyard/control.h"
+#include "switchyard/exitcode.h"
+#include "switchyard/log.h"
+#include "switchyard/receiver.h"
+#include "switchyard/source.h"
+#include "switchyard/spool.h"
+#include "switchyard/state.h"
+#include "switchyard/status.h"
+
+#define AGENT_TICK_MS 100
+#define AGENT_SOURCE_POLL_MS 1000
+#define AGENT_STATE_SAVE_MS 5000
+
+typedef struct Agent
+{
+	const CliOptions *options;
+	struct event_base *base;
+	AgentState *state;
+	char *spool_dir;
+	char *source_shown;
+	char *target_shown;
+	Spool *spool;
+	Applier *applier;
+	Receiver *receiver;
+	ControlServer *control;
+	PGconn *monitor;              /* source, normal session: pg_current_wal_lsn() for lag */
+	bool monitor_busy;
+	Lsn source_current_lsn;
+	struct event tick;
+	struct event sigterm;
+	struct event sigint;
+	int64_t last_poll_us;
+	int64_t last_save_us;
+	int64_t started_at;
+	const char *phase;
+	bool stop_requested;
+	int exit_code;
+} Agent;
+
+static int64_t
+agent_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- names and state ---------------------------------------------------------------------- */
+
+static bool
+agent_new_state(AgentState **out)
+{
+	unsigned char random_bytes[4] = {0};
+	char name[64];
+	AgentState *state = malloc(sizeof(*state));
+	int fd;
+
+	*out = NULL;
+	if (state == NULL)
+		return false;
+	agent_state__init(state);
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, random_bytes, sizeof(random_bytes)) != (ssize_t) sizeof(random_bytes))
+	{
+		log_error("could not read /dev/urandom: %m");
+		if (fd >= 0)
+			close(fd);
+		free(state);
+		return false;
+	}
+	close(fd);
+	snprintf(name, sizeof(name), "switchyard_%02x%02x%02x%02x",
+			 random_bytes[0], random_bytes[1], random_bytes[2], random_bytes[3]);
+	/* the three names are one migration's: slot, publication and origin */
+	state->slot_name = strdup(name);
+	state->publication_name = strdup(name);
+	state->origin_name = strdup(name);
+	state->phase = strdup("setup");
+	if (state->slot_name == NULL || state->publication_name == NULL || state->origin_name == NULL ||
+		state->phase == NULL)
+	{
+		state_free(state);
+		return false;
+	}
+	*out = state;
+	return true;
+}
+
+static void
+agent_set_phase(Agent *agent, const char *phase)
+{
+	char *copy = strdup(phase);
+
+	agent->phase = phase;
+	if (copy == NULL)
+		return;
+	if (agent->state->phase != NULL && agent->state->phase != protobuf_c_empty_string)
+		free(agent->state->phase);
+	agent->state->phase = copy;
+}
+
+static bool
+agent_save_state(Agent *agent)
+{
+	ReceiverStats rstats = {0};
+	ApplyStats astats = {0};
+
+	if (agent->receiver != NULL)
+		receiver_get_stats(agent->receiver, &rstats);
+	if (agent->applier != NULL)
+		apply_get_stats(agent->applier, &astats);
+	if (rstats.received_lsn > agent->state->received_lsn)
+		agent->state->received_lsn = rstats.received_lsn;
+	if (agent->spool != NULL && spool_durable_lsn(agent->spool) > agent->state->flushed_lsn)
+		agent->state->flushed_lsn = spool_durable_lsn(agent->spool);
+	if (astats.applied_lsn > agent->state->applied_lsn)
+		agent->state->applied_lsn = astats.applied_lsn;
+	agent->state->updated_at_unix_us = pg_timestamp_now() + PG_EPOCH_OFFSET_US;
+	return state_save(agent->options->state_dir, agent->state);
+}
+
+/* ---- preparation ---------------------------------------------------------------------- */
+
+static bool
+agent_append_line(char **buf, size_t *used, size_t *cap, const char *a, const char *b, const char *c)
+{
+	size_t need = strlen(a) + strlen(b) + strlen(c) + 4;
+
+	if (*used + need >= *cap)
+	{
+		size_t newcap = (*cap + need) * 2;
+		char *bigger = realloc(*buf, newcap);
+
+		if (bigger == NULL)
+			return false;
+		*buf = bigger;
+		*cap = newcap;
+	}
+	*used += (size_t) sprintf(*buf + *used, "%s%s\t%s\t%s", *used > 0 ? "\n" : "", a, b, c);
+	return true;
+}
+
+/*
+ * The target must hold every published table with every column the stream carries: the
+ * applier maps columns by name. Refuse at start, naming what is missing.
+ */
+static bool
+agent_check_target_schema(PGconn *source, PGconn *target, const char *publication)
+{
+	const char *params[1] = {publication};
+	PGresult *res = NULL;
+	PGresult *missing = NULL;
+	char *wanted = NULL;
+	size_t used = 0;
+	size_t cap = 0;
+	bool ok = false;
+
+	res = PQexecParams(source,
+					   "SELECT p.schemaname::text, p.tablename::text, a.attname::text "
+					   "FROM pg_publication_tables p "
+					   "JOIN pg_attribute a ON a.attrelid = format('%I.%I', p.schemaname, p.tablename)::regclass "
+					   " AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+					   "WHERE p.pubname = $1 ORDER BY 1, 2, a.attnum",
+					   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		log_error("could not list the published columns on the source: %s", conninfo_result_error(res));
+		goto cleanup;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!agent_append_line(&wanted, &used, &cap, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+							   PQgetvalue(res, i, 2)))
+			goto cleanup;
+	if (used == 0)
+	{
+		ok = true;
+		goto cleanup;
+	}
+	params[0] = wanted;
+	missing = PQexecParams(target,
+						   "WITH wanted AS ("
+						   "  SELECT split_part(l, E'\\t', 1) AS nsp, split_part(l, E'\\t', 2) AS rel, "
+						   "         split_part(l, E'\\t', 3) AS col "
+						   "  FROM unnest(string_to_array($1, E'\\n')) AS l) "
+						   "SELECT w.nsp, w.rel, w.col, c.oid IS NOT NULL "
+						   "FROM wanted w "
+						   "LEFT JOIN pg_namespace n ON n.nspname = w.nsp "
+						   "LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel "
+						   "  AND c.relkind IN ('r', 'p') "
+						   "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = w.col "
+						   "  AND a.attnum > 0 AND NOT a.attisdropped "
+						   "WHERE a.attname IS NULL",
+						   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(missing) != PGRES_TUPLES_OK)
+	{
+		log_error("could not check the target schema: %s", conninfo_result_error(missing));
+		goto cleanup;
+	}
+	ok = PQntuples(missing) == 0;
+	for (int i = 0; i < PQntuples(missing); i++)
+	{
+		const char *nsp = PQgetvalue(missing, i, 0);
+		const char *rel = PQgetvalue(missing, i, 1);
+
+		if (PQgetvalue(missing, i, 3)[0] == 't')
+		{
+			log_error("target table \"%s\".\"%s\" lacks column \"%s\"", nsp, rel, PQgetvalue(missing, i, 2));
+			log_hint("add the column on the target with the source's type, then run again");
+		}
+		else if (i == 0 || strcmp(nsp, PQgetvalue(missing, i - 1, 0)) != 0 ||
+				 strcmp(rel, PQgetvalue(missing, i - 1, 1)) != 0)
+		{
+			log_error("target lacks table \"%s\".\"%s\"", nsp, rel);
+			log_hint("create the schema on the target first (pg_dump --schema-only), or leave the table "
+					 "out with --tables");
+		}
+	}
+cleanup:
+	PQclear(res);
+	PQclear(missing);
+	free(wanted);
+	return ok;
+}
+
+static bool
+agent_check_target_role(PGconn *target)
+{
+	PGresult *res = PQexec(target, "SELECT rolsuper, current_user FROM pg_roles WHERE rolname = current_user");
+	bool ok = false;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		log_error("could not read the target role: %s", conninfo_result_error(res));
+	else if (PQgetvalue(res, 0, 0)[0] != 't')
+	{
+		log_error("role \"%s\" on the target is not a superuser", PQgetvalue(res, 0, 1));
+		log_detail("applying with session_replication_role = replica and a replication origin needs "
+				   "superuser in PostgreSQL 15");
+		log_hint("connect to the target as a superuser");
+	}
+	else
+		ok = true;
+	PQclear(res);
+	return ok;
+}
+
+/* Source and target checks, publication and slot. Returns an exit status. */
+static int
+agent_prepare(Agent *agent)
+{
+	const CliOptions *options = agent->options;
+	PGconn *source = NULL;
+	PGconn *repl = NULL;
+	PGconn *target = NULL;
+	uint64_t system_id = 0;
+	bool created = false;
+	Lsn consistent_point = LSN_INVALID;
+	int code = EXIT_SOURCE;
+
+	source = conninfo_connect(options->source, CONN_NORMAL, "setup", "source");
+	if (source == NULL)
+		goto cleanup;
+	if (!source_check(source, options->tables))
+		goto cleanup;
+	repl = conninfo_connect(options->source, CONN_REPLICATION, "setup", "source");
+	if (repl == NULL || !source_system_identifier(repl, &system_id))
+		goto cleanup;
+	if (agent->state->source_system_id != 0 && agent->state->source_system_id != system_id)
+	{
+		log_error("the source is not the server this migration started from (system identifier %llu, "
+				  "expected %llu)", (unsigned long long) system_id,
+				  (unsigned long long) agent->state->source_system_id);
+		log_hint("use another --state-dir for another source");
+		goto cleanup;
+	}
+	if (!source_ensure_publication(source, agent->state->publication_name, options->tables))
+		goto cleanup;
+	if (!source_ensure_slot(repl, source, agent->state->slot_name, &created, &consistent_point))
+		goto cleanup;
+	if (created && agent->state->source_system_id != 0)
+	{
+		/* the slot of a running migration is gone: the changes it held back are lost */
+		log_error("replication slot \"%s\" of this migration no longer exists on the source",
+				  agent->state->slot_name);
+		log_detail("changes made on the source while it was missing cannot be recovered");
+		log_hint("run switchyard cleanup and start the migration again");
+		goto cleanup;
+	}
+	agent->state->source_system_id = system_id;
+	if (created)
+		agent->state->consistent_point = consistent_point;
+
+	code = EXIT_TARGET;
+	target = conninfo_connect(options->target, CONN_NORMAL, "setup", "target");
+	if (target == NULL || !agent_check_target_role(target))
+		goto cleanup;
+	if (!agent_check_target_schema(source, target, agent->state->publication_name))
+		goto cleanup;
+	code = EXIT_OK;
+cleanup:
+	if (source != NULL)
+		PQfinish(source);
+	if (repl != NULL)
+		PQfinish(repl);
+	if (target != NULL)
+		PQfinish(target);
+	return code;
+}
+
+/* ---- the running agent -------------------------------------------------------------------- */
+
+static void
+agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, ApplyStats *astats,
+				  SpoolStats *sstats)
+{
+	Lsn head;
+
+	memset(status, 0, sizeof(*status));
+	memset(rstats, 0, sizeof(*rstats));
+	memset(astats, 0, sizeof(*astats));
+	memset(sstats, 0, sizeof(*sstats));
+	if (agent->receiver != NULL)
+		receiver_get_stats(agent->receiver, rstats);
+	if (agent->applier != NULL)
+		apply_get_stats(agent->applier, astats);
+	if (agent->spool != NULL)
+		spool_get_stats(agent->spool, sstats);
+	status->phase = agent->phase;
+	status->running = true;
+	status->pid = (int) getpid();
+	status->source = agent->source_shown;
+	status->target = agent->target_shown;
+	status->slot_name = agent->state->slot_name;
+	status->publication_name = agent->state->publication_name;
+	status->origin_name = agent->state->origin_name;
+	status->received_lsn = rstats->received_lsn;
+	status->flushed_lsn = sstats->durable_lsn;
+	status->applied_lsn = astats->applied_lsn;
+	status->source_current_lsn = agent->source_current_lsn;
+	head = agent->source_current_lsn > rstats->received_lsn ? agent->source_current_lsn : rstats->received_lsn;
+	status->lag_bytes = head > astats->applied_lsn ? head - astats->applied_lsn : 0;
+	/* caught up: no lag, whatever the age of the last transaction */
+	if (astats->applied_lsn >= sstats->durable_lsn || astats->last_commit_time == 0)
+		status->lag_seconds = 0;
+	else
+		status->lag_seconds = (double) (pg_timestamp_now() - astats->last_commit_time) / 1e6;
+	status->transactions_applied = astats->transactions;
+	status->changes_applied = astats->changes;
+	status->spool_bytes = sstats->size_bytes;
+	status->spool_segments = sstats->segments;
+	status->spool_full = sstats->full;
+	status->source_connected = rstats->connected;
+	status->target_connected = astats->connected;
+	status->last_error = astats->last_error[0] ? astats->last_error : rstats->last_error;
+	status->started_at_unix = agent->started_at;
+}
+
+static void
+agent_on_control(const ControlRequest *request, ControlResponse *response, void *arg)
+{
+	Agent *agent = arg;
+
+	switch (request->command)
+	{
+		case CONTROL_REQUEST__COMMAND__STATUS:
+		{
+			AgentStatus status;
+			ReceiverStats rstats;
+			ApplyStats astats;
+			SpoolStats sstats;
+
+			agent_fill_status(agent, &status, &rstats, &astats, &sstats);
+			response->status_json = status_to_json(&status, true);
+			response->ok = response->status_json != NULL;
+			break;
+		}
+		case CONTROL_REQUEST__COMMAND__STOP:
+			log_info("stop requested through the control socket");
+			agent->stop_requested = true;
+			response->ok = true;
+			response->message = strdup("stopping");
+			break;
+		default:
+			response->ok = false;
+			response->message = strdup("this command is not available in this version");
+			break;
+	}
+}
+
+/* Lag needs the source's WAL head; asked without blocking the loop. */
+static void
+agent_poll_source(Agent *agent)
+{
+	PGresult *res;
+
+	if (agent->monitor == NULL)
+		return;
+	if (agent->monitor_busy)
+	{
+		if (!PQconsumeInput(agent->monitor))
+			goto lost;
+		if (PQisBusy(agent->monitor))
+			return;
+		while ((res = PQgetResult(agent->monitor)) != NULL)
+		{
+			Lsn lsn;
+
+			if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+				lsn_parse(PQgetvalue(res, 0, 0), &lsn))
+				agent->source_current_lsn = lsn;
+			PQclear(res);
+		}
+		agent->monitor_busy = false;
+		return;
+	}
+	if (PQstatus(agent->monitor) != CONNECTION_OK)
+	{
+		PQreset(agent->monitor);  /* blocking, but only once the source was lost */
+		if (PQstatus(agent->monitor) != CONNECTION_OK)
+			return;
+	}
+	if (!PQsendQuery(agent->monitor, "SELECT pg_current_wal_lsn()"))
+		goto lost;
+	agent->monitor_busy = true;
+	return;
+lost:
+	agent->monitor_busy = false;
+	PQfinish(agent->monitor);
+	agent->monitor = NULL;
+}
+
+static void
+agent_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	Agent *agent = arg;
+	ApplyStats astats;
+	int64_t now = agent_now_us();
+
+	apply_get_stats(agent->applier, &astats);
+	receiver_set_applied(agent->receiver, astats.applied_lsn);
+	if (astats.stopped)
+	{
+		if (astats.reached_endpos)
+		{
+			char lsnbuf[LSN_FORMAT_SIZE];
+
+			log_info("reached end position %s: everything up to it is applied",
+					 lsn_format(agent->options->endpos, lsnbuf));
+			agent->exit_code = EXIT_OK;
+		}
+		else
+		{
+			log_error("the applier stopped: %s", astats.last_error[0] ? astats.last_error : "unknown error");
+			agent->exit_code = astats.fatal ? EXIT_INTERNAL : EXIT_TARGET;
+		}
+		event_base_loopbreak(agent->base);
+		return;
+	}
+	if (agent->stop_requested)
+	{
+		event_base_loopbreak(agent->base);
+		return;
+	}
+	if (now - agent->last_poll_us >= AGENT_SOURCE_POLL_MS * 1000)
+	{
+		agent->last_poll_us = now;
+		agent_poll_source(agent);
+	}
+	if (now - agent->last_save_us >= AGENT_STATE_SAVE_MS * 1000)
+	{
+		agent->last_save_us = now;
+		if (!agent_save_state(agent))
+			log_warning("could not save the agent state");
+	}
+}
+
+static void
+agent_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	Agent *agent = arg;
+
+	log_info("received %s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	agent->stop_requested = true;
+	event_base_loopbreak(agent->base);
+}
+
+static int
+agent_stream(Agent *agent)
+{
+	const CliOptions *options = agent->options;
+	SpoolOptions spool_options = {0};
+	ApplyOptions apply_options = {0};
+	ReceiverOptions receiver_options = {0};
+	struct timeval tick = {0, AGENT_TICK_MS * 1000};
+
+	spool_options.dir = agent->spool_dir;
+	spool_options.max_bytes = options->spool_max_bytes;
+	if (!spool_open(&spool_options, &agent->spool))
+		return EXIT_INTERNAL;
+
+	apply_options.target_conninfo = options->target;
+	apply_options.origin_name = agent->state->origin_name;
+	apply_options.spool = agent->spool;
+	apply_options.endpos = options->endpos;
+	if (!apply_start(&apply_options, &agent->applier))
+		return EXIT_INTERNAL;
+
+	receiver_options.base = agent->base;
+	receiver_options.source_conninfo = options->source;
+	receiver_options.slot_name = agent->state->slot_name;
+	receiver_options.publication_name = agent->state->publication_name;
+	receiver_options.spool = agent->spool;
+	if (!receiver_start(&receiver_options, &agent->receiver))
+		return EXIT_SOURCE;
+
+	if (!control_server_start(agent->base, options->state_dir, agent_on_control, agent, &agent->control))
+		return EXIT_INTERNAL;
+
+	agent->monitor = conninfo_connect(options->source, CONN_NORMAL, "monitor", "source");
+	if (agent->monitor != NULL && PQsetnonblocking(agent->monitor, 1) != 0)
+		log_warning("could not make the monitoring connection non-blocking");
+
+	event_assign(&agent->tick, agent->base, -1, EV_PERSIST, agent_on_tick, agent);
+	event_add(&agent->tick, &tick);
+	evsignal_assign(&agent->sigterm, agent->base, SIGTERM, agent_on_signal, agent);
+	evsignal_assign(&agent->sigint, agent->base, SIGINT, agent_on_signal, agent);
+	evsignal_add(&agent->sigterm, NULL);
+	evsignal_add(&agent->sigint, NULL);
+
+	agent_set_phase(agent, "streaming");
+	if (!agent_save_state(agent))
+		return EXIT_INTERNAL;
+	log_info("agent running: slot \"%s\", state directory \"%s\"", agent->state->slot_name, options->state_dir);
+	agent->exit_code = EXIT_OK;
+	event_base_dispatch(agent->base);
+	return agent->exit_code;
+}
+
+static void
+agent_shutdown(Agent *agent)
+{
+	agent_set_phase(agent, "stopping");
+	/* the receiver first: its last feedback confirms all that is durable */
+	receiver_free(agent->receiver);
+	agent->receiver = NULL;
+	if (agent->applier != NULL)
+	{
+		ApplyStats astats;
+
+		apply_request_stop(agent->applier);
+		apply_get_stats(agent->applier, &astats);
+		if (astats.applied_lsn > agent->state->applied_lsn)
+			agent->state->applied_lsn = astats.applied_lsn;
+		apply_free(agent->applier);
+		agent->applier = NULL;
+	}
+	control_server_free(agent->control);
+	agent->control = NULL;
+	if (agent->spool != NULL)
+	{
+		if (spool_durable_lsn(agent->spool) > agent->state->flushed_lsn)
+			agent->state->flushed_lsn = spool_durable_lsn(agent->spool);
+		spool_close(agent->spool);
+		agent->spool = NULL;
+	}
+	if (agent->monitor != NULL)
+		PQfinish(agent->monitor);
+	agent->monitor = NULL;
+	if (agent->base != NULL)
+	{
+		event_del(&agent->tick);
+		event_del(&agent->sigterm);
+		event_del(&agent->sigint);
+	}
+	agent_set_phase(agent, "stopped");
+	if (agent->state != NULL && !agent_save_state(agent))
+		log_warning("could not save the agent state");
+}
+
+static char *
+agent_path(const char *dir, const char *name)
+{
+	size_t len = strlen(dir) + strlen(name) + 2;
+	char *path = malloc(len);
+
+	if (path != NULL)
+		snprintf(path, len, "%s/%s", dir, name);
+	return path;
+}
+
+int
+agent_run(const CliOptions *options)
+{
+	Agent agent = {0};
+	int lock_fd = -1;
+	int code = EXIT_INTERNAL;
+
+	agent.options = options;
+	agent.phase = "starting";
+	agent.started_at = (int64_t) time(NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (options->source == NULL || options->target == NULL)
+	{
+		fprintf(stderr, "switchyard: run needs --source and --target (or SWITCHYARD_SOURCE/SWITCHYARD_TARGET)\n");
+		return EXIT_USAGE;
+	}
+	if (!options->no_copy)
+	{
+		fprintf(stderr, "switchyard: the initial copy is not available in this version; load the schema and "
+				"data on the target and use --no-copy\n");
+		return EXIT_USAGE;
+	}
+	if (!state_dir_ensure(options->state_dir) || !state_lock(options->state_dir, &lock_fd))
+		return EXIT_INTERNAL;
+	if (!state_load(options->state_dir, &agent.state))
+		goto cleanup;
+	if (agent.state == NULL && !agent_new_state(&agent.state))
+		goto cleanup;
+	agent.spool_dir = agent_path(options->state_dir, "spool");
+	agent.source_shown = conninfo_redact(options->source);
+	agent.target_shown = conninfo_redact(options->target);
+	if (agent.spool_dir == NULL || agent.source_shown == NULL || agent.target_shown == NULL)
+		goto cleanup;
+
+	code = agent_prepare(&agent);
+	if (code != EXIT_OK)
+		goto cleanup;
+	if (!agent_save_state(&agent))
+	{
+		code = EXIT_INTERNAL;
+		goto cleanup;
+	}
+	agent.base = event_base_new();
+	if (agent.base == NULL)
+	{
+		log_error("could not create the event loop");
+		code = EXIT_INTERNAL;
+		goto cleanup;
+	}
+	code = agent_stream(&agent);
+	agent_shutdown(&agent);
+	log_info("agent stopped");
+cleanup:
+	if (agent.base != NULL)
+		event_base_free(agent.base);
+	state_free(agent.state);
+	free(agent.spool_dir);
+	free(agent.source_shown);
+	free(agent.target_shown);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	return code;
+}
+
+/* ---- cleanup ------------------------------------------------------------------------------ */
+
+static int
+agent_remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	if (remove(path) != 0 && errno != ENOENT)
+		log_warning("could not remove \"%s\": %m", path);
+	return 0;
+}
+
+static bool
+agent_drop_origin(const CliOptions *options, const char *origin)
+{
+	const char *params[1] = {origin};
+	PGconn *target = conninfo_connect(options->target, CONN_NORMAL, "cleanup", "target");
+	PGresult *res;
+	bool ok;
+
+	if (target == NULL)
+		return false;
+	res = PQexecParams(target,
+					   "SELECT pg_replication_origin_drop($1) WHERE pg_replication_origin_oid($1) IS NOT NULL",
+					   1, NULL, params, NULL, NULL, 0);
+	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		log_error("could not drop replication origin \"%s\" on the target: %s", origin, conninfo_result_error(res));
+	PQclear(res);
+	PQfinish(target);
+	return ok;
+}
+
+int
+agent_cleanup(const CliOptions *options)
+{
+	AgentState *state = NULL;
+	PGconn *source = NULL;
+	char *spool_dir = NULL;
+	int lock_fd = -1;
+	int code = EXIT_INTERNAL;
+
+	if (!state_load(options->state_dir, &state))
+		return EXIT_INTERNAL;
+	if (state == NULL)
+	{
+		fprintf(stderr, "switchyard: no migration state in \"%s\": nothing to clean up\n", options->state_dir);
+		return EXIT_NO_AGENT;
+	}
+	if (!state_lock(options->state_dir, &lock_fd))
+		goto cleanup;
+	if (options->source != NULL)
+	{
+		code = EXIT_SOURCE;
+		source = conninfo_connect(options->source, CONN_NORMAL, "cleanup", "source");
+		if (source == NULL || !source_drop(source, state->slot_name, state->publication_name))
+			goto cleanup;
+	}
+	else
+		log_warning("no --source given: slot \"%s\" and publication \"%s\" stay on the source",
+					state->slot_name, state->publication_name);
+	if (options->target != NULL)
+	{
+		code = EXIT_TARGET;
+		if (!agent_drop_origin(options, state->origin_name))
+			goto cleanup;
+	}
+	else
+		log_warning("no --target given: replication origin \"%s\" stays on the target", state->origin_name);
+	code = EXIT_INTERNAL;
+	spool_dir = agent_path(options->state_dir, "spool");
+	if (spool_dir == NULL)
+		goto cleanup;
+	nftw(spool_dir, agent_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (!state_remove(options->state_dir))
+		goto cleanup;
+	log_info("cleaned up migration \"%s\"", state->slot_name);
+	code = EXIT_OK;
+cleanup:
+	if (source != NULL)
+		PQfinish(source);
+	free(spool_dir);
+	state_free(state);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	return code;
+}

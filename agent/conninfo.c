@@ -1,1 +1,142 @@
-/* placeholder until conninfo lands */
+/*
+ * Connections to the source and target, with the session settings that keep text values
+ * exact, and a password-free form of the connection string for logs and status.
+ */
+#include "switchyard/conninfo.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "switchyard/log.h"
+
+#define SESSION_OPTIONS \
+	"-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 " \
+	"-c timezone=UTC -c bytea_output=hex"
+
+PGconn *
+conninfo_connect(const char *conninfo, ConnKind kind, const char *role, const char *what)
+{
+	char application_name[64];
+	const char *keywords[6];
+	const char *values[6];
+	int n = 0;
+	PGconn *conn = NULL;
+
+	snprintf(application_name, sizeof(application_name), "switchyard-%s", role);
+	/* expand_dbname: the first "dbname" value is the user's whole conninfo; later keys win. */
+	keywords[n] = "dbname";
+	values[n++] = conninfo != NULL ? conninfo : "";
+	keywords[n] = "application_name";
+	values[n++] = application_name;
+	keywords[n] = "options";
+	values[n++] = SESSION_OPTIONS;
+	if (kind == CONN_REPLICATION)
+	{
+		keywords[n] = "replication";
+		values[n++] = "database";
+	}
+	keywords[n] = NULL;
+	values[n] = NULL;
+
+	conn = PQconnectdbParams(keywords, values, 1);
+	if (conn == NULL)
+	{
+		log_error("could not connect to the %s: out of memory", what);
+		return NULL;
+	}
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		char *shown = conninfo_redact(conninfo);
+
+		log_error("could not connect to the %s: %s", what, conninfo_error(conn));
+		log_detail("connection string: %s", shown != NULL ? shown : "(invalid)");
+		free(shown);
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+char *
+conninfo_redact(const char *conninfo)
+{
+	PQconninfoOption *options = NULL;
+	char *errmsg = NULL;
+	char *out = NULL;
+	size_t cap = 256;
+	size_t used = 0;
+
+	options = PQconninfoParse(conninfo != NULL ? conninfo : "", &errmsg);
+	if (options == NULL)
+	{
+		PQfreemem(errmsg);
+		return strdup("(unparsable connection string)");
+	}
+	out = malloc(cap);
+	if (out == NULL)
+		goto cleanup;
+	out[0] = '\0';
+	for (PQconninfoOption *opt = options; opt->keyword != NULL; opt++)
+	{
+		size_t need;
+
+		if (opt->val == NULL || opt->val[0] == '\0' || strcmp(opt->keyword, "password") == 0)
+			continue;
+		need = strlen(opt->keyword) + 2 * strlen(opt->val) + 6;
+		while (used + need >= cap)
+		{
+			char *bigger = realloc(out, cap * 2);
+
+			if (bigger == NULL)
+			{
+				free(out);
+				out = NULL;
+				goto cleanup;
+			}
+			out = bigger;
+			cap *= 2;
+		}
+		used += (size_t) sprintf(out + used, "%s%s='", used > 0 ? " " : "", opt->keyword);
+		for (const char *p = opt->val; *p; p++)
+		{
+			if (*p == '\'' || *p == '\\')
+				out[used++] = '\\';
+			out[used++] = *p;
+		}
+		out[used++] = '\'';
+		out[used] = '\0';
+	}
+cleanup:
+	PQconninfoFree(options);
+	return out;
+}
+
+static const char *
+conninfo_one_line(const char *message)
+{
+	static _Thread_local char line[1024];
+	size_t len;
+
+	snprintf(line, sizeof(line), "%s", message != NULL && message[0] ? message : "unknown error");
+	len = strlen(line);
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == ' '))
+		line[--len] = '\0';
+	/* libpq joins multi-line messages with newlines; a log line must stay one line */
+	for (char *p = line; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	return line;
+}
+
+const char *
+conninfo_error(PGconn *conn)
+{
+	return conninfo_one_line(PQerrorMessage(conn));
+}
+
+const char *
+conninfo_result_error(const PGresult *result)
+{
+	return conninfo_one_line(PQresultErrorMessage(result));
+}

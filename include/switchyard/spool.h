@@ -78,6 +78,13 @@ bool spool_stream_commit(Spool *spool, uint32_t xid, Lsn end_lsn, const void *pg
 /* After a reconnect: the source resends open streams from their first segment. */
 void spool_stream_discard_open(Spool *spool);
 
+/*
+ * Drops what was appended after the last boundary (a transaction cut off by a lost
+ * connection: the source sends it again whole). Durable records past the boundary are
+ * truncated away too; the reader never sees records past the last durable boundary.
+ */
+bool spool_rewind(Spool *spool) __attribute__((warn_unused_result));
+
 /* Writes and fsyncs everything appended; then publishes it to the reader. */
 bool spool_sync(Spool *spool) __attribute__((warn_unused_result));
 /* Appended since the last spool_sync. */

@@ -1,0 +1,42 @@
+/*
+ * The source side of a migration, before streaming: checks that replication can work
+ * (wal_level, privileges, replica identities), and creates the publication and the logical
+ * slot idempotently. Every refusal names the object and the fix.
+ */
+#ifndef SWITCHYARD_SOURCE_H
+#define SWITCHYARD_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "switchyard/lsn.h"
+
+/*
+ * Checks the source on a normal connection: wal_level = logical, the role may replicate,
+ * can read every published table, and every published table has a replica identity (a
+ * primary key, an index, or FULL). tables: NULL (all user tables) or NULL-terminated
+ * patterns ("schema.table", '*' wildcards). Logs every problem found, then returns false.
+ */
+bool source_check(PGconn *conn, char *const *tables) __attribute__((warn_unused_result));
+
+/* Creates the publication unless it exists (FOR ALL TABLES, or FOR TABLE the matches). */
+bool source_ensure_publication(PGconn *conn, const char *name, char *const *tables)
+	__attribute__((warn_unused_result));
+
+/*
+ * Creates the logical slot (pgoutput) on a replication connection unless it exists.
+ * *created says whether it was made now; *consistent_point is its start.
+ */
+bool source_ensure_slot(PGconn *repl, PGconn *conn, const char *name, bool *created,
+						Lsn *consistent_point) __attribute__((warn_unused_result));
+
+/* The source's pg_control system identifier (IDENTIFY_SYSTEM on a replication connection). */
+bool source_system_identifier(PGconn *repl, uint64_t *out) __attribute__((warn_unused_result));
+
+/* Drops slot and publication if they exist (cleanup). */
+bool source_drop(PGconn *conn, const char *slot, const char *publication)
+	__attribute__((warn_unused_result));
+
+#endif
