@@ -22,6 +22,7 @@
 #include "switchyard/apply.h"
 #include "switchyard/conninfo.h"
 #include "switchyard/control.h"
+#include "switchyard/copy.h"
 #include "switchyard/exitcode.h"
 #include "switchyard/log.h"
 #include "switchyard/receiver.h"
@@ -46,6 +47,13 @@ typedef struct Agent
 	Applier *applier;
 	Receiver *receiver;
 	ControlServer *control;
+	Copy *copy;
+	PGconn *export_conn;          /* replication session holding the copy snapshot exported */
+	char *snapshot_name;
+	bool copy_wanted;
+	bool copy_restart;
+	bool restore_schema;
+	int64_t last_progress_us;
 	PGconn *monitor;              /* source, normal session: pg_current_wal_lsn() for lag */
 	bool monitor_busy;
 	Lsn source_current_lsn;
@@ -267,6 +275,140 @@ agent_check_target_role(PGconn *target)
 	return ok;
 }
 
+static bool
+agent_drop_origin_on(PGconn *target, const char *origin)
+{
+	const char *params[1] = {origin};
+	PGresult *res = PQexecParams(target,
+								 "SELECT pg_replication_origin_drop($1) WHERE pg_replication_origin_oid($1) IS NOT NULL",
+								 1, NULL, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+		log_error("could not drop replication origin \"%s\" on the target: %s", origin, conninfo_result_error(res));
+	PQclear(res);
+	return ok;
+}
+
+static int
+agent_remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	if (remove(path) != 0 && errno != ENOENT)
+		log_warning("could not remove \"%s\": %m", path);
+	return 0;
+}
+
+static void
+agent_log_tables(const char *intro, char **tables)
+{
+	for (size_t i = 0; tables != NULL && tables[i] != NULL; i++)
+		log_error("%s %s", intro, tables[i]);
+}
+
+/*
+ * A copy that did not finish is started over: a fresh slot and snapshot, an empty spool and
+ * origin, and on the target what the last attempt restored is dropped and made again (or,
+ * on a schema the DBA provided, emptied).
+ */
+static bool
+agent_reset_interrupted_copy(Agent *agent, PGconn *source, PGconn *target)
+{
+	log_warning("the previous initial copy did not finish: starting it over with a new snapshot");
+	if (!source_drop_slot(source, agent->state->slot_name))
+		return false;
+	if (!agent_drop_origin_on(target, agent->state->origin_name))
+		return false;
+	nftw(agent->spool_dir, agent_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	agent->state->received_lsn = 0;
+	agent->state->flushed_lsn = 0;
+	agent->state->applied_lsn = 0;
+	if (agent->state->schema_restored)
+	{
+		const char *params[1] = {agent->state->publication_name};
+		PGresult *tables = PQexecParams(source,
+										"SELECT format('%I.%I', schemaname, tablename) FROM pg_publication_tables "
+										"WHERE pubname = $1",
+										1, NULL, params, NULL, NULL, 0);
+
+		if (PQresultStatus(tables) != PGRES_TUPLES_OK)
+		{
+			log_error("could not list the published tables: %s", conninfo_result_error(tables));
+			PQclear(tables);
+			return false;
+		}
+		for (int i = 0; i < PQntuples(tables); i++)
+		{
+			char sql[1024];
+			PGresult *res;
+
+			snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s CASCADE", PQgetvalue(tables, i, 0));
+			res = PQexec(target, sql);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			{
+				log_error("could not drop table %s on the target: %s", PQgetvalue(tables, i, 0),
+						  conninfo_result_error(res));
+				PQclear(res);
+				PQclear(tables);
+				return false;
+			}
+			PQclear(res);
+		}
+		PQclear(tables);
+	}
+	return true;
+}
+
+/* Decides how the copy treats the target; refuses a target that holds data. */
+static int
+agent_prepare_copy(Agent *agent, PGconn *source, PGconn *repl, PGconn *target)
+{
+	CopyTargetSchema schema;
+	char **nonempty = NULL;
+	char **missing = NULL;
+	Lsn consistent_point = LSN_INVALID;
+	int code = EXIT_TARGET;
+
+	if (agent->copy_restart && !agent_reset_interrupted_copy(agent, source, target))
+		goto cleanup;
+	if (agent->copy_restart && agent->state->schema_restored)
+	{
+		agent->restore_schema = true;
+	}
+	else
+	{
+		if (!copy_inspect_target(source, target, agent->state->publication_name, &schema, &nonempty, &missing))
+			goto cleanup;
+		if (schema == COPY_TARGET_PARTIAL)
+		{
+			log_error("the target has some of the tables to migrate but not all");
+			agent_log_tables("missing on the target:", missing);
+			log_hint("create the missing tables, or drop the present ones to let switchyard copy the schema");
+			goto cleanup;
+		}
+		if (nonempty != NULL && nonempty[0] != NULL && !agent->options->truncate_target && !agent->copy_restart)
+		{
+			log_error("the target is not empty: tables to be copied already hold rows");
+			agent_log_tables("table with rows on the target:", nonempty);
+			log_hint("empty them, or run with --truncate-target to have switchyard empty them");
+			goto cleanup;
+		}
+		if (nonempty != NULL && nonempty[0] != NULL && !copy_truncate_target(target, nonempty))
+			goto cleanup;
+		agent->restore_schema = schema == COPY_TARGET_EMPTY;
+	}
+	code = EXIT_SOURCE;
+	if (!source_create_slot_export(repl, agent->state->slot_name, &consistent_point, &agent->snapshot_name))
+		goto cleanup;
+	agent->state->consistent_point = consistent_point;
+	agent->state->schema_restored = agent->restore_schema;
+	agent->state->copy_done = false;
+	code = EXIT_OK;
+cleanup:
+	copy_strv_free(nonempty);
+	copy_strv_free(missing);
+	return code;
+}
+
 /* Source and target checks, publication and slot. Returns an exit status. */
 static int
 agent_prepare(Agent *agent)
@@ -277,8 +419,13 @@ agent_prepare(Agent *agent)
 	PGconn *target = NULL;
 	uint64_t system_id = 0;
 	bool created = false;
+	bool fresh = agent->state->source_system_id == 0;
 	Lsn consistent_point = LSN_INVALID;
 	int code = EXIT_SOURCE;
+
+	/* copy when a migration starts, or when its copy was interrupted */
+	agent->copy_wanted = !options->no_copy && (fresh || !agent->state->copy_done);
+	agent->copy_restart = agent->copy_wanted && !fresh;
 
 	source = conninfo_connect(options->source, CONN_NORMAL, "setup", "source");
 	if (source == NULL)
@@ -288,7 +435,7 @@ agent_prepare(Agent *agent)
 	repl = conninfo_connect(options->source, CONN_REPLICATION, "setup", "source");
 	if (repl == NULL || !source_system_identifier(repl, &system_id))
 		goto cleanup;
-	if (agent->state->source_system_id != 0 && agent->state->source_system_id != system_id)
+	if (!fresh && agent->state->source_system_id != system_id)
 	{
 		log_error("the source is not the server this migration started from (system identifier %llu, "
 				  "expected %llu)", (unsigned long long) system_id,
@@ -298,9 +445,28 @@ agent_prepare(Agent *agent)
 	}
 	if (!source_ensure_publication(source, agent->state->publication_name, options->tables))
 		goto cleanup;
+
+	code = EXIT_TARGET;
+	target = conninfo_connect(options->target, CONN_NORMAL, "setup", "target");
+	if (target == NULL || !agent_check_target_role(target))
+		goto cleanup;
+
+	if (agent->copy_wanted)
+	{
+		agent->state->source_system_id = system_id;
+		code = agent_prepare_copy(agent, source, repl, target);
+		if (code == EXIT_OK)
+		{
+			agent->export_conn = repl;  /* stays open until the copy sessions hold the snapshot */
+			repl = NULL;
+		}
+		goto cleanup;
+	}
+
+	code = EXIT_SOURCE;
 	if (!source_ensure_slot(repl, source, agent->state->slot_name, &created, &consistent_point))
 		goto cleanup;
-	if (created && agent->state->source_system_id != 0)
+	if (created && !fresh)
 	{
 		/* the slot of a running migration is gone: the changes it held back are lost */
 		log_error("replication slot \"%s\" of this migration no longer exists on the source",
@@ -312,11 +478,10 @@ agent_prepare(Agent *agent)
 	agent->state->source_system_id = system_id;
 	if (created)
 		agent->state->consistent_point = consistent_point;
+	/* with --no-copy the DBA has put the data on the target */
+	agent->state->copy_done = true;
 
 	code = EXIT_TARGET;
-	target = conninfo_connect(options->target, CONN_NORMAL, "setup", "target");
-	if (target == NULL || !agent_check_target_role(target))
-		goto cleanup;
 	if (!agent_check_target_schema(source, target, agent->state->publication_name))
 		goto cleanup;
 	code = EXIT_OK;
@@ -452,6 +617,79 @@ lost:
 	agent->monitor = NULL;
 }
 
+static bool
+agent_start_applier(Agent *agent)
+{
+	ApplyOptions apply_options = {0};
+
+	apply_options.target_conninfo = agent->options->target;
+	apply_options.origin_name = agent->state->origin_name;
+	apply_options.spool = agent->spool;
+	apply_options.endpos = agent->options->endpos;
+	return apply_start(&apply_options, &agent->applier);
+}
+
+static void
+agent_print_copy_progress(Agent *agent, const CopyProgress *progress, bool final)
+{
+	double rate = progress->elapsed_seconds > 0 ? (double) progress->bytes_done / progress->elapsed_seconds : 0;
+	double left = progress->bytes_estimated > progress->bytes_done
+		? (double) (progress->bytes_estimated - progress->bytes_done) : 0;
+	int eta = rate > 0 ? (int) (left / rate) : -1;
+	char line[256];
+
+	snprintf(line, sizeof(line),
+			 "copy %-9s tables %d/%d  rows %llu/~%llu  %.1f/%.1f MB  %.1f MB/s  ETA %s%d s",
+			 progress->step, progress->tables_done, progress->tables_total,
+			 (unsigned long long) progress->rows_done, (unsigned long long) progress->rows_estimated,
+			 (double) progress->bytes_done / 1e6, (double) progress->bytes_estimated / 1e6, rate / 1e6,
+			 eta < 0 ? "?" : "", eta < 0 ? 0 : eta);
+	/* a live line on a terminal; periodic log lines otherwise */
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+	else
+		log_info("%s", line);
+}
+
+/* During the copy the stream is spooled; the applier starts once the data is in. */
+static void
+agent_watch_copy(Agent *agent, int64_t now)
+{
+	CopyProgress progress;
+	int64_t every = isatty(STDERR_FILENO) ? 1000000 : 10000000;
+
+	copy_get_progress(agent->copy, &progress);
+	if (!progress.finished)
+	{
+		if (now - agent->last_progress_us >= every)
+		{
+			agent->last_progress_us = now;
+			agent_print_copy_progress(agent, &progress, false);
+		}
+		return;
+	}
+	agent_print_copy_progress(agent, &progress, true);
+	copy_free(agent->copy);
+	agent->copy = NULL;
+	if (progress.failed)
+	{
+		log_error("the initial copy failed: %s", progress.error);
+		log_hint("fix the cause and run the same command again: the copy starts over");
+		agent->exit_code = EXIT_TARGET;
+		event_base_loopbreak(agent->base);
+		return;
+	}
+	agent->state->copy_done = true;
+	agent_set_phase(agent, "streaming");
+	if (!agent_save_state(agent) || !agent_start_applier(agent))
+	{
+		agent->exit_code = EXIT_INTERNAL;
+		event_base_loopbreak(agent->base);
+		return;
+	}
+	log_info("initial copy done in %.1f s: applying the changes spooled meanwhile", progress.elapsed_seconds);
+}
+
 static void
 agent_on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -459,6 +697,16 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 	ApplyStats astats;
 	int64_t now = agent_now_us();
 
+	if (agent->stop_requested)
+	{
+		event_base_loopbreak(agent->base);
+		return;
+	}
+	if (agent->copy != NULL)
+	{
+		agent_watch_copy(agent, now);
+		return;
+	}
 	apply_get_stats(agent->applier, &astats);
 	receiver_set_applied(agent->receiver, astats.applied_lsn);
 	if (astats.stopped)
@@ -476,11 +724,6 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 			log_error("the applier stopped: %s", astats.last_error[0] ? astats.last_error : "unknown error");
 			agent->exit_code = astats.fatal ? EXIT_INTERNAL : EXIT_TARGET;
 		}
-		event_base_loopbreak(agent->base);
-		return;
-	}
-	if (agent->stop_requested)
-	{
 		event_base_loopbreak(agent->base);
 		return;
 	}
@@ -512,7 +755,6 @@ agent_stream(Agent *agent)
 {
 	const CliOptions *options = agent->options;
 	SpoolOptions spool_options = {0};
-	ApplyOptions apply_options = {0};
 	ReceiverOptions receiver_options = {0};
 	struct timeval tick = {0, AGENT_TICK_MS * 1000};
 
@@ -521,11 +763,35 @@ agent_stream(Agent *agent)
 	if (!spool_open(&spool_options, &agent->spool))
 		return EXIT_INTERNAL;
 
-	apply_options.target_conninfo = options->target;
-	apply_options.origin_name = agent->state->origin_name;
-	apply_options.spool = agent->spool;
-	apply_options.endpos = options->endpos;
-	if (!apply_start(&apply_options, &agent->applier))
+	if (agent->copy_wanted)
+	{
+		CopyOptions copy_options = {0};
+
+		copy_options.source_conninfo = options->source;
+		copy_options.target_conninfo = options->target;
+		copy_options.snapshot_name = agent->snapshot_name;
+		copy_options.publication_name = agent->state->publication_name;
+		copy_options.table_patterns = options->tables;
+		copy_options.work_dir = options->state_dir;
+		copy_options.jobs = options->jobs;
+		copy_options.restore_schema = agent->restore_schema;
+		copy_options.clean_schema = agent->copy_restart && agent->restore_schema;
+		agent_set_phase(agent, "copy");
+		if (!agent_save_state(agent) || !copy_start(&copy_options, &agent->copy))
+			return EXIT_INTERNAL;
+		/* the exported snapshot lives while its session is idle: until the copy holds it */
+		if (!copy_wait_snapshot_imported(agent->copy))
+		{
+			CopyProgress progress;
+
+			copy_get_progress(agent->copy, &progress);
+			log_error("the initial copy failed: %s", progress.error);
+			return EXIT_TARGET;
+		}
+		PQfinish(agent->export_conn);
+		agent->export_conn = NULL;
+	}
+	else if (!agent_start_applier(agent))
 		return EXIT_INTERNAL;
 
 	receiver_options.base = agent->base;
@@ -550,7 +816,8 @@ agent_stream(Agent *agent)
 	evsignal_add(&agent->sigterm, NULL);
 	evsignal_add(&agent->sigint, NULL);
 
-	agent_set_phase(agent, "streaming");
+	if (agent->copy == NULL)
+		agent_set_phase(agent, "streaming");
 	if (!agent_save_state(agent))
 		return EXIT_INTERNAL;
 	log_info("agent running: slot \"%s\", state directory \"%s\"", agent->state->slot_name, options->state_dir);
@@ -563,6 +830,15 @@ static void
 agent_shutdown(Agent *agent)
 {
 	agent_set_phase(agent, "stopping");
+	if (agent->copy != NULL)
+	{
+		copy_request_stop(agent->copy);
+		copy_free(agent->copy);
+		agent->copy = NULL;
+	}
+	if (agent->export_conn != NULL)
+		PQfinish(agent->export_conn);
+	agent->export_conn = NULL;
 	/* the receiver first: its last feedback confirms all that is durable */
 	receiver_free(agent->receiver);
 	agent->receiver = NULL;
@@ -627,12 +903,6 @@ agent_run(const CliOptions *options)
 		fprintf(stderr, "switchyard: run needs --source and --target (or SWITCHYARD_SOURCE/SWITCHYARD_TARGET)\n");
 		return EXIT_USAGE;
 	}
-	if (!options->no_copy)
-	{
-		fprintf(stderr, "switchyard: the initial copy is not available in this version; load the schema and "
-				"data on the target and use --no-copy\n");
-		return EXIT_USAGE;
-	}
 	if (!state_dir_ensure(options->state_dir) || !state_lock(options->state_dir, &lock_fd))
 		return EXIT_INTERNAL;
 	if (!state_load(options->state_dir, &agent.state))
@@ -667,6 +937,9 @@ cleanup:
 	if (agent.base != NULL)
 		event_base_free(agent.base);
 	state_free(agent.state);
+	if (agent.export_conn != NULL)
+		PQfinish(agent.export_conn);
+	free(agent.snapshot_name);
 	free(agent.spool_dir);
 	free(agent.source_shown);
 	free(agent.target_shown);
@@ -677,31 +950,15 @@ cleanup:
 
 /* ---- cleanup ------------------------------------------------------------------------------ */
 
-static int
-agent_remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	if (remove(path) != 0 && errno != ENOENT)
-		log_warning("could not remove \"%s\": %m", path);
-	return 0;
-}
-
 static bool
 agent_drop_origin(const CliOptions *options, const char *origin)
 {
-	const char *params[1] = {origin};
 	PGconn *target = conninfo_connect(options->target, CONN_NORMAL, "cleanup", "target");
-	PGresult *res;
 	bool ok;
 
 	if (target == NULL)
 		return false;
-	res = PQexecParams(target,
-					   "SELECT pg_replication_origin_drop($1) WHERE pg_replication_origin_oid($1) IS NOT NULL",
-					   1, NULL, params, NULL, NULL, 0);
-	ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-	if (!ok)
-		log_error("could not drop replication origin \"%s\" on the target: %s", origin, conninfo_result_error(res));
-	PQclear(res);
+	ok = agent_drop_origin_on(target, origin);
 	PQfinish(target);
 	return ok;
 }

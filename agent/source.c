@@ -331,6 +331,67 @@ cleanup:
 }
 
 bool
+source_create_slot_export(PGconn *repl, const char *name, Lsn *consistent_point, char **snapshot_name)
+{
+	char *quoted = PQescapeIdentifier(repl, name, strlen(name));
+	PGresult *res = NULL;
+	char sql[256];
+	bool ok = false;
+
+	*snapshot_name = NULL;
+	if (quoted == NULL)
+	{
+		log_error("could not quote identifier \"%s\": %s", name, conninfo_error(repl));
+		return false;
+	}
+	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (SNAPSHOT 'export')", quoted);
+	log_info("creating replication slot \"%s\" on the source (waits for running transactions to end)", name);
+	res = PQexec(repl, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+	{
+		log_error("could not create replication slot \"%s\" on the source: %s", name, conninfo_result_error(res));
+		log_hint("the source needs a free slot (max_replication_slots) and a role with REPLICATION");
+		goto cleanup;
+	}
+	if (!lsn_parse(PQgetvalue(res, 0, 1), consistent_point) || PQgetisnull(res, 0, 2))
+	{
+		log_error("unexpected answer creating replication slot \"%s\"", name);
+		goto cleanup;
+	}
+	*snapshot_name = strdup(PQgetvalue(res, 0, 2));
+	if (*snapshot_name == NULL)
+		goto cleanup;
+	log_info("created replication slot \"%s\" at %s with snapshot %s", name, PQgetvalue(res, 0, 1),
+			 *snapshot_name);
+	ok = true;
+cleanup:
+	PQclear(res);
+	PQfreemem(quoted);
+	return ok;
+}
+
+bool
+source_drop_slot(PGconn *conn, const char *slot)
+{
+	const char *params[1] = {slot};
+	PGresult *res = PQexecParams(conn,
+								 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+								 "WHERE slot_name = $1",
+								 1, NULL, params, NULL, NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+	{
+		log_error("could not drop replication slot \"%s\" on the source: %s", slot, conninfo_result_error(res));
+		log_hint("stop the agent first (switchyard stop): an active slot cannot be dropped");
+	}
+	else if (PQntuples(res) > 0)
+		log_info("dropped replication slot \"%s\" on the source", slot);
+	PQclear(res);
+	return ok;
+}
+
+bool
 source_system_identifier(PGconn *repl, uint64_t *out)
 {
 	PGresult *res = PQexec(repl, "IDENTIFY_SYSTEM");
@@ -350,24 +411,11 @@ source_system_identifier(PGconn *repl, uint64_t *out)
 bool
 source_drop(PGconn *conn, const char *slot, const char *publication)
 {
-	const char *params[1] = {slot};
 	PGresult *res = NULL;
 	char *quoted = NULL;
 	char sql[256];
-	bool ok = true;
+	bool ok = source_drop_slot(conn, slot);
 
-	res = PQexecParams(conn,
-					   "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-					   1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		log_error("could not drop replication slot \"%s\" on the source: %s", slot, conninfo_result_error(res));
-		log_hint("stop the agent first (switchyard stop): an active slot cannot be dropped");
-		ok = false;
-	}
-	else if (PQntuples(res) > 0)
-		log_info("dropped replication slot \"%s\" on the source", slot);
-	PQclear(res);
 	quoted = source_quote(conn, publication);
 	if (quoted == NULL)
 		return false;

@@ -32,6 +32,17 @@ bool source_ensure_publication(PGconn *conn, const char *name, char *const *tabl
 bool source_ensure_slot(PGconn *repl, PGconn *conn, const char *name, bool *created,
 						Lsn *consistent_point) __attribute__((warn_unused_result));
 
+/*
+ * Creates the slot with an exported snapshot for the initial copy. The snapshot can be
+ * imported only while repl stays open and idle: keep it until every copy session holds it.
+ * *snapshot_name is malloc'd.
+ */
+bool source_create_slot_export(PGconn *repl, const char *name, Lsn *consistent_point,
+							   char **snapshot_name) __attribute__((warn_unused_result));
+
+/* Drops the slot if it exists (a copy started over). */
+bool source_drop_slot(PGconn *conn, const char *slot) __attribute__((warn_unused_result));
+
 /* The source's pg_control system identifier (IDENTIFY_SYSTEM on a replication connection). */
 bool source_system_identifier(PGconn *repl, uint64_t *out) __attribute__((warn_unused_result));
 
