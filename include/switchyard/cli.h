@@ -70,5 +70,7 @@ void cli_options_free(CliOptions *options);
 /* Prints the general help, or the command's own help, to stdout. */
 void cli_print_help(CliCommand command);
 const char *cli_command_name(CliCommand command);
+/* Prints "switchyard VERSION" to stdout. */
+void cli_print_version(void);
 
 #endif

@@ -15,8 +15,11 @@
 typedef struct ControlServer ControlServer;
 
 /*
- * Handles one request on the loop thread; fills response (message and status_json are
- * malloc'd by the handler, freed by the server after sending).
+ * Handles one request on the loop thread; fills response (ok, and message and status_json
+ * malloc'd by the handler, freed by the server after sending; leave a field untouched when it
+ * has nothing to say). The handler must not free the server: for STOP it answers and then
+ * starts the shutdown, e.g. with event_base_loopexit or a zero timer, and control_server_free
+ * later still delivers the answer.
  */
 typedef void (*ControlHandler)(const ControlRequest *request, ControlResponse *response, void *arg);
 
@@ -32,5 +35,9 @@ void control_server_free(ControlServer *server);
  */
 bool control_request(const char *state_dir, ControlRequest__Command command, int timeout_ms,
 					 ControlResponse **out, bool *no_agent) __attribute__((warn_unused_result));
+/* Frees a response from control_request. Accepts NULL. */
+void control_response_free(ControlResponse *response);
+/* True when something accepts connections on <state_dir>/control.sock. Logs nothing. */
+bool control_probe(const char *state_dir);
 
 #endif

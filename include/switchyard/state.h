@@ -13,14 +13,26 @@
 
 /* Creates the directory (mode 0700) if missing. */
 bool state_dir_ensure(const char *dir) __attribute__((warn_unused_result));
-/* *out = NULL when there is no state file yet (returns true). */
+/* *out = NULL when there is no state file yet (returns true); free it with state_free. */
 bool state_load(const char *dir, AgentState **out) __attribute__((warn_unused_result));
 bool state_save(const char *dir, const AgentState *state) __attribute__((warn_unused_result));
+/* Frees a state from state_load. Accepts NULL. */
 void state_free(AgentState *state);
 /* Removes the state file (cleanup). */
 bool state_remove(const char *dir) __attribute__((warn_unused_result));
 
-/* An exclusive lock (flock on <dir>/agent.lock) so two agents never run on one state dir. */
+/*
+ * An exclusive lock (flock on <dir>/agent.lock) so two agents never run on one state dir.
+ * The agent keeps *lock_fd open while it runs; the file holds its pid. When another process
+ * holds the lock, logs who and returns false.
+ */
 bool state_lock(const char *dir, int *lock_fd) __attribute__((warn_unused_result));
+/* Releases the lock (closes the descriptor). Accepts -1. */
+void state_unlock(int lock_fd);
+/*
+ * For the CLI: true when a process holds the agent lock on dir, with its pid in *pid (0 when
+ * unknown). Never creates the lock file.
+ */
+bool state_lock_is_held(const char *dir, int *pid);
 
 #endif

@@ -43,4 +43,13 @@ char *status_to_json(const AgentStatus *status, bool pretty);
 /* Prints the human-readable form (switchyard status without --json) to stdout. */
 void status_print_text(const AgentStatus *status);
 
+/*
+ * Reads a document made by status_to_json (the CLI gets it from the agent). The strings in
+ * *out point into *document, which the caller releases with status_document_free.
+ */
+typedef struct StatusDocument StatusDocument;
+bool status_from_json(const char *text, AgentStatus *out, StatusDocument **document)
+	__attribute__((warn_unused_result));
+void status_document_free(StatusDocument *document);
+
 #endif
