@@ -6,17 +6,47 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/time.h>
+
+/* One half of "X/X": 1 to 8 hex digits, nothing else (PostgreSQL's pg_lsn_in rules). */
+static bool
+lsn_parse_half(const char *text, size_t len, uint32_t *out)
+{
+	uint32_t value = 0;
+
+	if (len < 1 || len > 8)
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		char c = text[i];
+		int digit;
+
+		if (c >= '0' && c <= '9')
+			digit = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			digit = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			digit = c - 'A' + 10;
+		else
+			return false;
+		value = (value << 4) | (uint32_t) digit;
+	}
+	*out = value;
+	return true;
+}
 
 bool
 lsn_parse(const char *text, Lsn *out)
 {
-	unsigned int high = 0;
-	unsigned int low = 0;
-	int consumed = 0;
+	const char *slash;
+	uint32_t high;
+	uint32_t low;
 
-	if (text == NULL || sscanf(text, "%X/%X%n", &high, &low, &consumed) != 2 ||
-		text[consumed] != '\0' || text[0] == '-' || text[0] == '+' || text[0] == ' ')
+	if (text == NULL || (slash = strchr(text, '/')) == NULL)
+		return false;
+	if (!lsn_parse_half(text, (size_t) (slash - text), &high) ||
+		!lsn_parse_half(slash + 1, strlen(slash + 1), &low))
 		return false;
 	*out = ((Lsn) high << 32) | low;
 	return true;
