@@ -541,6 +541,23 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
 	status->target_connected = astats->connected;
 	status->last_error = astats->last_error[0] ? astats->last_error : rstats->last_error;
 	status->started_at_unix = agent->started_at;
+	status->hold_lsn = astats->hold_lsn;
+	status->held = astats->held;
+	if (agent->copy != NULL)
+	{
+		CopyProgress progress;
+
+		copy_get_progress(agent->copy, &progress);
+		status->copy_active = true;
+		status->copy_step = progress.step;
+		status->copy_tables_done = progress.tables_done;
+		status->copy_tables_total = progress.tables_total;
+		status->copy_rows_done = progress.rows_done;
+		status->copy_rows_estimated = progress.rows_estimated;
+		status->copy_bytes_done = progress.bytes_done;
+		status->copy_bytes_estimated = progress.bytes_estimated;
+		status->copy_elapsed_seconds = progress.elapsed_seconds;
+	}
 }
 
 static void

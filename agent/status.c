@@ -109,6 +109,28 @@ status_to_json(const AgentStatus *status, bool pretty)
 	}
 	else
 		ok &= add(root, "started_at", NULL, true);
+	ok &= add(root, "hold_lsn", new_lsn(status->hold_lsn), false);
+	ok &= add(root, "held", json_object_new_boolean(status->held), false);
+	if (status->copy_active)
+	{
+		json_object *copy = json_object_new_object();
+
+		ok &= copy != NULL;
+		if (copy != NULL)
+		{
+			ok &= add(copy, "step", new_string_or_null(status->copy_step), true);
+			ok &= add(copy, "tables_done", json_object_new_int(status->copy_tables_done), false);
+			ok &= add(copy, "tables_total", json_object_new_int(status->copy_tables_total), false);
+			ok &= add(copy, "rows_done", new_count(status->copy_rows_done), false);
+			ok &= add(copy, "rows_estimated", new_count(status->copy_rows_estimated), false);
+			ok &= add(copy, "bytes_done", new_count(status->copy_bytes_done), false);
+			ok &= add(copy, "bytes_estimated", new_count(status->copy_bytes_estimated), false);
+			ok &= add(copy, "elapsed_seconds", json_object_new_double(status->copy_elapsed_seconds), false);
+			ok &= add(root, "copy", copy, false);
+		}
+	}
+	else
+		ok &= add(root, "copy", NULL, true);
 	if (!ok)
 		goto cleanup;
 

@@ -36,6 +36,17 @@ typedef struct AgentStatus
 	bool target_connected;
 	const char *last_error;     /* "" or NULL: none */
 	int64_t started_at_unix;
+	Lsn hold_lsn;               /* parity barrier requested (0 = none) */
+	bool held;                  /* the applier holds at hold_lsn */
+	bool copy_active;           /* the initial copy runs: the "copy" object is filled */
+	const char *copy_step;      /* "schema", "data", "indexes", "sequences" */
+	int copy_tables_done;
+	int copy_tables_total;
+	uint64_t copy_rows_done;
+	uint64_t copy_rows_estimated;
+	uint64_t copy_bytes_done;
+	uint64_t copy_bytes_estimated;
+	double copy_elapsed_seconds;
 } AgentStatus;
 
 /* Renders the document (pretty when pretty is true); caller frees. NULL on out of memory. */
