@@ -144,6 +144,7 @@ typedef struct SpoolStats
 	uint64_t open_streams;
 	Lsn durable_lsn;
 	bool full;
+	bool broken;              /* a write or fsync failed: only a restart recovers */
 } SpoolStats;
 void spool_get_stats(Spool *spool, SpoolStats *out);
 
