@@ -985,7 +985,6 @@ agent_cleanup(const CliOptions *options)
 {
 	AgentState *state = NULL;
 	PGconn *source = NULL;
-	char *spool_dir = NULL;
 	int lock_fd = -1;
 	int code = EXIT_INTERNAL;
 
@@ -1017,18 +1016,15 @@ agent_cleanup(const CliOptions *options)
 	else
 		log_warning("no --target given: replication origin \"%s\" stays on the target", state->origin_name);
 	code = EXIT_INTERNAL;
-	spool_dir = agent_path(options->state_dir, "spool");
-	if (spool_dir == NULL)
-		goto cleanup;
-	nftw(spool_dir, agent_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	if (!state_remove(options->state_dir))
 		goto cleanup;
+	/* spool, schema dump, reports, lock: the whole directory goes */
+	nftw(options->state_dir, agent_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	log_info("cleaned up migration \"%s\"", state->slot_name);
 	code = EXIT_OK;
 cleanup:
 	if (source != NULL)
 		PQfinish(source);
-	free(spool_dir);
 	state_free(state);
 	if (lock_fd >= 0)
 		close(lock_fd);
