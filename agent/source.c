@@ -121,6 +121,23 @@ source_check_settings(PGconn *conn)
 	return ok;
 }
 
+/* What logical replication cannot carry is said at the start, not discovered at cutover. */
+static void
+source_warn_not_migrated(PGconn *conn)
+{
+	PGresult *res = PQexec(conn,
+						   "SELECT 'materialized view ' || format('%I.%I', n.nspname, c.relname) "
+						   "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+						   "WHERE c.relkind = 'm' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+						   "UNION ALL "
+						   "SELECT count(*) || ' large objects' FROM pg_largeobject_metadata HAVING count(*) > 0");
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		for (int i = 0; i < PQntuples(res); i++)
+			log_warning("not migrated: %s (logical replication cannot carry it)", PQgetvalue(res, i, 0));
+	PQclear(res);
+}
+
 bool
 source_check(PGconn *conn, char *const *tables)
 {
@@ -128,6 +145,7 @@ source_check(PGconn *conn, char *const *tables)
 	bool ok = source_check_settings(conn);
 	int ntables;
 
+	source_warn_not_migrated(conn);
 	res = source_query_tables(conn, tables);
 	if (res == NULL)
 		return false;
