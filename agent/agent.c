@@ -177,9 +177,10 @@ agent_append_line(char **buf, size_t *used, size_t *cap, const char *a, const ch
  * applier maps columns by name. Refuse at start, naming what is missing.
  */
 static bool
-agent_check_target_schema(PGconn *source, PGconn *target, const char *publication)
+agent_check_target_schema(PGconn *source, PGconn *target, char *const *tables)
 {
-	const char *params[1] = {publication};
+	char *patterns = source_patterns_param(tables);
+	const char *params[1] = {patterns};
 	PGresult *res = NULL;
 	PGresult *missing = NULL;
 	char *wanted = NULL;
@@ -188,11 +189,11 @@ agent_check_target_schema(PGconn *source, PGconn *target, const char *publicatio
 	bool ok = false;
 
 	res = PQexecParams(source,
-					   "SELECT p.schemaname::text, p.tablename::text, a.attname::text "
-					   "FROM pg_publication_tables p "
-					   "JOIN pg_attribute a ON a.attrelid = format('%I.%I', p.schemaname, p.tablename)::regclass "
+					   "SELECT n.nspname::text, c.relname::text, a.attname::text "
+					   "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+					   "JOIN pg_attribute a ON a.attrelid = c.oid "
 					   " AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
-					   "WHERE p.pubname = $1 ORDER BY 1, 2, a.attnum",
+					   "WHERE " SOURCE_TABLE_FILTER_SQL " ORDER BY 1, 2, a.attnum",
 					   1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -251,6 +252,7 @@ cleanup:
 	PQclear(res);
 	PQclear(missing);
 	free(wanted);
+	free(patterns);
 	return ok;
 }
 
@@ -360,12 +362,11 @@ agent_reset_interrupted_copy(Agent *agent, PGconn *source, PGconn *target)
 
 /* Decides how the copy treats the target; refuses a target that holds data. */
 static int
-agent_prepare_copy(Agent *agent, PGconn *source, PGconn *repl, PGconn *target)
+agent_prepare_copy(Agent *agent, PGconn *source, PGconn *target)
 {
 	CopyTargetSchema schema;
 	char **nonempty = NULL;
 	char **missing = NULL;
-	Lsn consistent_point = LSN_INVALID;
 	int code = EXIT_TARGET;
 
 	if (agent->copy_restart && !agent_reset_interrupted_copy(agent, source, target))
@@ -376,7 +377,7 @@ agent_prepare_copy(Agent *agent, PGconn *source, PGconn *repl, PGconn *target)
 	}
 	else
 	{
-		if (!copy_inspect_target(source, target, agent->state->publication_name, &schema, &nonempty, &missing))
+		if (!copy_inspect_target(source, target, agent->options->tables, &schema, &nonempty, &missing))
 			goto cleanup;
 		if (schema == COPY_TARGET_PARTIAL)
 		{
@@ -396,12 +397,6 @@ agent_prepare_copy(Agent *agent, PGconn *source, PGconn *repl, PGconn *target)
 			goto cleanup;
 		agent->restore_schema = schema == COPY_TARGET_EMPTY;
 	}
-	code = EXIT_SOURCE;
-	if (!source_create_slot_export(repl, agent->state->slot_name, &consistent_point, &agent->snapshot_name))
-		goto cleanup;
-	agent->state->consistent_point = consistent_point;
-	agent->state->schema_restored = agent->restore_schema;
-	agent->state->copy_done = false;
 	code = EXIT_OK;
 cleanup:
 	copy_strv_free(nonempty);
@@ -409,7 +404,10 @@ cleanup:
 	return code;
 }
 
-/* Source and target checks, publication and slot. Returns an exit status. */
+/*
+ * Source and target checks first, so that a refusal leaves nothing behind; then the
+ * publication and the slot. Returns an exit status.
+ */
 static int
 agent_prepare(Agent *agent)
 {
@@ -443,8 +441,6 @@ agent_prepare(Agent *agent)
 		log_hint("use another --state-dir for another source");
 		goto cleanup;
 	}
-	if (!source_ensure_publication(source, agent->state->publication_name, options->tables))
-		goto cleanup;
 
 	code = EXIT_TARGET;
 	target = conninfo_connect(options->target, CONN_NORMAL, "setup", "target");
@@ -453,17 +449,30 @@ agent_prepare(Agent *agent)
 
 	if (agent->copy_wanted)
 	{
+		code = agent_prepare_copy(agent, source, target);
+		if (code != EXIT_OK)
+			goto cleanup;
+		code = EXIT_SOURCE;
+		if (!source_ensure_publication(source, agent->state->publication_name, options->tables) ||
+			!source_drop_slot(source, agent->state->slot_name) ||
+			!source_create_slot_export(repl, agent->state->slot_name, &consistent_point,
+									   &agent->snapshot_name))
+			goto cleanup;
 		agent->state->source_system_id = system_id;
-		code = agent_prepare_copy(agent, source, repl, target);
-		if (code == EXIT_OK)
-		{
-			agent->export_conn = repl;  /* stays open until the copy sessions hold the snapshot */
-			repl = NULL;
-		}
+		agent->state->consistent_point = consistent_point;
+		agent->state->schema_restored = agent->restore_schema;
+		agent->state->copy_done = false;
+		agent->export_conn = repl;  /* stays open until the copy sessions hold the snapshot */
+		repl = NULL;
+		code = EXIT_OK;
 		goto cleanup;
 	}
 
+	if (!agent_check_target_schema(source, target, options->tables))
+		goto cleanup;
 	code = EXIT_SOURCE;
+	if (!source_ensure_publication(source, agent->state->publication_name, options->tables))
+		goto cleanup;
 	if (!source_ensure_slot(repl, source, agent->state->slot_name, &created, &consistent_point))
 		goto cleanup;
 	if (created && !fresh)
@@ -480,10 +489,6 @@ agent_prepare(Agent *agent)
 		agent->state->consistent_point = consistent_point;
 	/* with --no-copy the DBA has put the data on the target */
 	agent->state->copy_done = true;
-
-	code = EXIT_TARGET;
-	if (!agent_check_target_schema(source, target, agent->state->publication_name))
-		goto cleanup;
 	code = EXIT_OK;
 cleanup:
 	if (source != NULL)
@@ -924,8 +929,12 @@ agent_run(const CliOptions *options)
 		return EXIT_INTERNAL;
 	if (!state_load(options->state_dir, &agent.state))
 		goto cleanup;
-	if (agent.state == NULL && !agent_new_state(&agent.state))
-		goto cleanup;
+	if (agent.state == NULL)
+	{
+		/* the names are kept from the start, so a failed first run is continued, not forgotten */
+		if (!agent_new_state(&agent.state) || !state_save(options->state_dir, agent.state))
+			goto cleanup;
+	}
 	agent.spool_dir = agent_path(options->state_dir, "spool");
 	agent.source_shown = conninfo_redact(options->source);
 	agent.target_shown = conninfo_redact(options->target);

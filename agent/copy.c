@@ -24,6 +24,7 @@
 
 #include "switchyard/conninfo.h"
 #include "switchyard/log.h"
+#include "switchyard/source.h"
 
 #define COPY_DEFAULT_SPLIT_BYTES (UINT64_C(256) * 1024 * 1024)
 #define COPY_MIN_SPLIT_BYTES (UINT64_C(32) * 1024 * 1024)
@@ -888,10 +889,11 @@ copy_strv_push(char ***strv, size_t *n, const char *value)
 }
 
 bool
-copy_inspect_target(PGconn *source, PGconn *target, const char *publication_name,
+copy_inspect_target(PGconn *source, PGconn *target, char *const *table_patterns,
 					CopyTargetSchema *schema, char ***nonempty, char ***missing)
 {
-	const char *params[1] = {publication_name};
+	char *patterns = source_patterns_param(table_patterns);
+	const char *params[1] = {patterns};
 	PGresult *tables = NULL;
 	size_t nnonempty = 0;
 	size_t nmissing = 0;
@@ -901,8 +903,9 @@ copy_inspect_target(PGconn *source, PGconn *target, const char *publication_name
 	*nonempty = NULL;
 	*missing = NULL;
 	tables = PQexecParams(source,
-						  "SELECT format('%I.%I', schemaname, tablename) FROM pg_publication_tables "
-						  "WHERE pubname = $1 ORDER BY 1",
+						  "SELECT format('%I.%I', n.nspname, c.relname) "
+						  "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+						  "WHERE " SOURCE_TABLE_FILTER_SQL " ORDER BY 1",
 						  1, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(tables) != PGRES_TUPLES_OK)
 	{
@@ -960,6 +963,7 @@ copy_inspect_target(PGconn *source, PGconn *target, const char *publication_name
 	ok = true;
 cleanup:
 	PQclear(tables);
+	free(patterns);
 	if (!ok)
 	{
 		copy_strv_free(*nonempty);

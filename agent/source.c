@@ -14,7 +14,7 @@
 #include "switchyard/log.h"
 
 /* Patterns as one newline-separated parameter; '*' and '?' are the user's wildcards. */
-static char *
+char *
 source_patterns_param(char *const *tables)
 {
 	size_t cap = 1;
@@ -56,10 +56,7 @@ source_patterns_param(char *const *tables)
 	"       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident), " \
 	"       has_table_privilege(c.oid, 'SELECT') " \
 	"FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace " \
-	"WHERE c.relkind IN ('r', 'p') " \
-	"  AND n.nspname NOT IN ('pg_catalog', 'information_schema') " \
-	"  AND n.nspname !~ '^pg_(toast|temp_)' " \
-	"  AND ($1::text IS NULL OR (n.nspname || '.' || c.relname) LIKE ANY (regexp_split_to_array($1, E'\\n'))) " \
+	"WHERE " SOURCE_TABLE_FILTER_SQL " " \
 	"ORDER BY 1, 2"
 
 static PGresult *

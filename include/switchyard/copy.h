@@ -62,11 +62,11 @@ typedef enum CopyTargetSchema
 } CopyTargetSchema;
 
 /*
- * Looks at the target for the publication's tables. *nonempty gets the tables that already
+ * Looks at the target for the tables to migrate (the --tables patterns, NULL for all). *nonempty gets the tables that already
  * hold rows ("schema"."table", NULL-terminated, caller frees with copy_strv_free), *missing
  * the ones absent when the schema is partial.
  */
-bool copy_inspect_target(PGconn *source, PGconn *target, const char *publication_name,
+bool copy_inspect_target(PGconn *source, PGconn *target, char *const *table_patterns,
 						 CopyTargetSchema *schema, char ***nonempty, char ***missing)
 	__attribute__((warn_unused_result));
 /* Empties the given tables on the target (--truncate-target, or a copy started over). */

@@ -14,6 +14,20 @@
 #include "switchyard/lsn.h"
 
 /*
+ * The tables a migration covers, as a WHERE condition over pg_class c and pg_namespace n:
+ * ordinary and partitioned user tables matching the patterns in parameter $1 (NULL = all;
+ * see source_patterns_param). The same set as the publication, before it exists.
+ */
+#define SOURCE_TABLE_FILTER_SQL \
+	"c.relkind IN ('r', 'p') " \
+	"AND n.nspname NOT IN ('pg_catalog', 'information_schema') " \
+	"AND n.nspname !~ '^pg_(toast|temp_)' " \
+	"AND ($1::text IS NULL OR (n.nspname || '.' || c.relname) LIKE ANY (regexp_split_to_array($1, E'\\n')))"
+
+/* --tables patterns as the $1 of SOURCE_TABLE_FILTER_SQL (NULL for all); caller frees. */
+char *source_patterns_param(char *const *tables);
+
+/*
  * Checks the source on a normal connection: wal_level = logical, the role may replicate,
  * can read every published table, and every published table has a replica identity (a
  * primary key, an index, or FULL). tables: NULL (all user tables) or NULL-terminated

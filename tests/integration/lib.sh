@@ -212,7 +212,7 @@ _sy_watchdog() {
 		sleep "$timeout" &
 		wait $!
 		touch "$SY_BASE/watchdog-fired"
-		for pid in $(ps -o pid= --ppid "$main"); do
+		for pid in $(_sy_children "$main"); do
 			[ "$pid" = "$BASHPID" ] && continue
 			grep -qx "$pid" "$SY_BASE/server-children" 2>/dev/null && continue
 			kill -TERM "$pid" 2>/dev/null
@@ -222,10 +222,22 @@ _sy_watchdog() {
 	SY_WATCHDOG_PID=$!
 }
 
+# _sy_children PID: the pids whose parent is PID (from /proc: no procps needed).
+_sy_children() {
+	local parent=$1 f stat fields
+	for f in /proc/[0-9]*/stat; do
+		{ read -r stat <"$f"; } 2>/dev/null || continue
+		read -r -a fields <<<"${stat##*) }"      # after the command name: state, ppid, ...
+		[ "${fields[1]:-}" = "$parent" ] || continue
+		f=${f#/proc/}
+		echo "${f%/stat}"
+	done
+}
+
 _sy_stop_watchdog() {
 	local pid
 	[ -n "$SY_WATCHDOG_PID" ] || return 0
-	for pid in $(ps -o pid= --ppid "$SY_WATCHDOG_PID" 2>/dev/null); do
+	for pid in $(_sy_children "$SY_WATCHDOG_PID"); do
 		kill -TERM "$pid" 2>/dev/null
 	done
 	kill -TERM "$SY_WATCHDOG_PID" 2>/dev/null
@@ -252,7 +264,7 @@ _sy_cleanup() {
 		_sy_kill_pid "$AGENT_PID" 10
 	fi
 	for pid in "${SY_BG_PIDS[@]}"; do
-		_sy_kill_pid "$pid" 5
+		_sy_kill_tree "$pid" 5
 	done
 	if [ "$failed" -eq 1 ]; then
 		_sy_show_logs
@@ -311,6 +323,16 @@ _sy_kill_pid() {
 	_sy_pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
 	return 0
+}
+
+# _sy_kill_tree PID GRACE: the descendants of PID (a helper subshell's pgbench or psql)
+# first, then PID itself.
+_sy_kill_tree() {
+	local pid=$1 grace=$2 child
+	for child in $(_sy_children "$pid"); do
+		_sy_kill_tree "$child" "$grace"
+	done
+	_sy_kill_pid "$pid" "$grace"
 }
 
 # A pid is alive if it exists and is not a zombie (kill -0 succeeds on zombies).
@@ -481,7 +503,7 @@ _sy_pg_ctl_start() {
 		export "${name}_CHILD=$!"
 		echo "$!" >>"$SY_BASE/server-children"   # the watchdog leaves these to the cleanup
 		for ((i = 0; i < 600; i++)); do
-			"$PGBIN/pg_isready" -q -h "$dir" -p "$(_sy_var "$name" PORT)" -t 1 && break
+			"$PGBIN/pg_isready" -q -h "$dir" -p "$(_sy_var "$name" PORT)" -U postgres -d postgres -t 1 && break
 			if ! _sy_pid_alive "$(_sy_var "$name" CHILD)"; then
 				wait "$(_sy_var "$name" CHILD)" 2>/dev/null
 				i=600
@@ -620,12 +642,14 @@ lsn_ge() {
 	[ "$a" -ge "$b" ]
 }
 
+SY_JQ=${SY_JQ-$(command -v jq 2>/dev/null)}   # empty: parse JSON with a running server instead
+
 # json_get JSON KEY: the first value named KEY at any depth, as text: strings bare, other
 # values as JSON (null as "null"); nothing if there is no such key.
 json_get() {
 	local json=$1 key=$2 name
-	if command -v jq >/dev/null 2>&1; then
-		printf '%s' "$json" | jq -r --arg k "$key" \
+	if [ -n "$SY_JQ" ]; then
+		printf '%s' "$json" | "$SY_JQ" -r --arg k "$key" \
 			'first(.. | objects | select(has($k)) | .[$k]) | if type == "string" then . else tojson end' 2>/dev/null
 		return
 	fi
