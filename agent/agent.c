@@ -24,6 +24,8 @@
 #include "switchyard/control.h"
 #include "switchyard/copy.h"
 #include "switchyard/exitcode.h"
+#include "switchyard/guard.h"
+#include "switchyard/http.h"
 #include "switchyard/log.h"
 #include "switchyard/receiver.h"
 #include "switchyard/source.h"
@@ -47,6 +49,9 @@ typedef struct Agent
 	Applier *applier;
 	Receiver *receiver;
 	ControlServer *control;
+	HttpServer *http;             /* --http: metrics, status and the dashboard */
+	Guard *guard;                 /* the target guard: CONNECT revoked, sessions watched */
+	GuardStats guard_stats;       /* the last agent_fill_status read: its strings back the status */
 	Copy *copy;
 	PGconn *export_conn;          /* replication session holding the copy snapshot exported */
 	char *snapshot_name;
@@ -563,6 +568,18 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
 		status->copy_bytes_estimated = progress.bytes_estimated;
 		status->copy_elapsed_seconds = progress.elapsed_seconds;
 	}
+	if (agent->guard != NULL)
+	{
+		guard_get_stats(agent->guard, &agent->guard_stats);
+		status->guard_active = true;
+		status->guard_mode = guard_mode_name(agent->guard_stats.mode);
+		status->guard_app_roles = agent->guard_stats.app_roles;
+		status->guard_connect_revoked = agent->guard_stats.connect_revoked;
+		status->guard_violations_total = agent->guard_stats.violations_total;
+		status->guard_sessions_now = agent->guard_stats.sessions_now;
+		status->guard_last_violation = agent->guard_stats.last_violation;
+		status->guard_lifted = agent->guard_stats.lifted;
+	}
 }
 
 static void
@@ -595,6 +612,36 @@ agent_on_control(const ControlRequest *request, ControlResponse *response, void 
 			response->message = strdup("this command is not available in this version");
 			break;
 	}
+}
+
+/* /metrics, /api/status and the dashboard show what the control socket's STATUS shows. */
+static void
+agent_http_status(void *arg, HttpStatusSink sink, void *sink_arg)
+{
+	Agent *agent = arg;
+	AgentStatus status;
+	ReceiverStats rstats;
+	ApplyStats astats;
+	SpoolStats sstats;
+
+	agent_fill_status(agent, &status, &rstats, &astats, &sstats);
+	sink(&status, sink_arg);
+}
+
+static bool
+agent_start_http(Agent *agent)
+{
+	HttpOptions http_options = {0};
+
+	if (agent->options->http == NULL)
+		return true;
+	http_options.base = agent->base;
+	http_options.address = agent->options->http;
+	http_options.token = agent->options->http_token;
+	http_options.state_dir = agent->options->state_dir;
+	http_options.status = agent_http_status;
+	http_options.status_arg = agent;
+	return http_server_start(&http_options, &agent->http);
 }
 
 /* Lag needs the source's WAL head; asked without blocking the loop. */
@@ -637,6 +684,19 @@ lost:
 	agent->monitor_busy = false;
 	PQfinish(agent->monitor);
 	agent->monitor = NULL;
+}
+
+/* Keeps the application off the target until the cutover lifts the guard. */
+static bool
+agent_start_guard(Agent *agent)
+{
+	GuardOptions guard_options = {0};
+
+	guard_options.target_conninfo = agent->options->target;
+	guard_options.state_dir = agent->options->state_dir;
+	guard_options.app_roles = agent->options->app_roles;
+	guard_options.mode = agent->options->guard_enforce ? GUARD_ENFORCE : GUARD_OBSERVE;
+	return guard_start(&guard_options, &agent->guard);
 }
 
 static bool
@@ -826,6 +886,11 @@ agent_stream(Agent *agent)
 
 	if (!control_server_start(agent->base, options->state_dir, agent_on_control, agent, &agent->control))
 		return EXIT_INTERNAL;
+	if (!agent_start_http(agent))
+		return EXIT_INTERNAL;
+
+	if (!agent_start_guard(agent))
+		return EXIT_TARGET;
 
 	agent->monitor = conninfo_connect(options->source, CONN_NORMAL, "monitor", "source");
 	if (agent->monitor != NULL && PQsetnonblocking(agent->monitor, 1) != 0)
@@ -852,6 +917,9 @@ static void
 agent_shutdown(Agent *agent)
 {
 	agent_set_phase(agent, "stopping");
+	/* first: its requests read the parts freed below */
+	http_server_free(agent->http);
+	agent->http = NULL;
 	if (agent->copy != NULL)
 	{
 		copy_request_stop(agent->copy);
@@ -875,6 +943,8 @@ agent_shutdown(Agent *agent)
 		apply_free(agent->applier);
 		agent->applier = NULL;
 	}
+	guard_free(agent->guard);
+	agent->guard = NULL;
 	control_server_free(agent->control);
 	agent->control = NULL;
 	if (agent->spool != NULL)
@@ -1005,6 +1075,10 @@ agent_cleanup(const CliOptions *options)
 		return EXIT_NO_AGENT;
 	}
 	if (!state_lock(options->state_dir, &lock_fd))
+		goto cleanup;
+	/* first: the application's access to the target, and the record of it, go nowhere else */
+	code = EXIT_TARGET;
+	if (!guard_cleanup(options->state_dir, options->target))
 		goto cleanup;
 	if (options->source != NULL)
 	{

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "switchyard/exitcode.h"
+#include "switchyard/http.h"
 
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
@@ -51,7 +52,9 @@ typedef enum CliOptionId
 	OPT_NO_COPY,
 	OPT_ENDPOS,
 	OPT_HTTP,
+	OPT_HTTP_TOKEN,
 	OPT_APP_ROLES,
+	OPT_GUARD,
 	OPT_JOBS,
 	OPT_SPOOL_MAX,
 	OPT_TRUNCATE_TARGET,
@@ -87,8 +90,10 @@ static const CliOptionSpec option_specs[] = {
 	{"no-copy", OPT_NO_COPY, false, FOR_RUN, true},
 	{"endpos", OPT_ENDPOS, true, FOR_RUN, true},
 	{"http", OPT_HTTP, true, FOR_RUN, true},
+	{"http-token", OPT_HTTP_TOKEN, true, FOR_RUN, true},
 	{"app-roles", OPT_APP_ROLES, true, FOR_RUN, true},
-	{"jobs", OPT_JOBS, true, FOR_RUN, true},
+	{"guard", OPT_GUARD, true, FOR_RUN, true},
+	{"jobs", OPT_JOBS, true, FOR_RUN | FOR_VERIFY, true},
 	{"spool-max", OPT_SPOOL_MAX, true, FOR_RUN, true},
 	{"truncate-target", OPT_TRUNCATE_TARGET, false, FOR_RUN, true},
 	{"json", OPT_JSON, false, FOR_STATUS | FOR_VERIFY, true},
@@ -112,7 +117,7 @@ typedef struct CliCommandSpec
 static const CliCommandSpec command_specs[] = {
 	{"run", CLI_COMMAND_RUN, "replicate the source into the target and keep streaming changes"},
 	{"status", CLI_COMMAND_STATUS, "show progress, from the running agent or the state directory"},
-	{"verify", CLI_COMMAND_VERIFY, "compare source and target row by row (not available yet)"},
+	{"verify", CLI_COMMAND_VERIFY, "compare source and target row by row at a common point"},
 	{"cutover", CLI_COMMAND_CUTOVER, "switch the application to the target (not available yet)"},
 	{"pause", CLI_COMMAND_PAUSE, "pause applying changes to the target"},
 	{"resume", CLI_COMMAND_RESUME, "resume applying changes to the target"},
@@ -399,7 +404,7 @@ parse_bool(const char *text, bool *out)
 	return false;
 }
 
-/* ADDR:PORT with a port in 1..65535; ADDR may be empty (all addresses) or [IPv6]. */
+/* ADDR:PORT with a port in 1..65535; ADDR may be empty (127.0.0.1) or [IPv6]. */
 static bool
 valid_http_address(const char *text)
 {
@@ -464,6 +469,14 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 			return append_list(parse, spec, &options->tables, value);
 		case OPT_APP_ROLES:
 			return append_list(parse, spec, &options->app_roles, value);
+		case OPT_GUARD:
+			if (strcmp(value, "observe") != 0 && strcmp(value, "enforce") != 0)
+			{
+				value_error(parse, spec, value, "expected observe or enforce");
+				return false;
+			}
+			options->guard_enforce = strcmp(value, "enforce") == 0;
+			return true;
 		case OPT_NO_COPY:
 			options->no_copy = flag;
 			return true;
@@ -489,6 +502,18 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 				return false;
 			}
 			return replace_string(&options->http, value);
+		case OPT_HTTP_TOKEN:
+			if (strlen(value) < 16)
+			{
+				char label[64];
+				char place[CLI_ERROR_SIZE];
+
+				/* the value is a secret: not repeated in the message */
+				usage_error("invalid value for \"%s\"%s: a token needs at least 16 characters",
+							option_label(parse, spec, label, sizeof(label)), where(parse, place, sizeof(place)));
+				return false;
+			}
+			return replace_string(&options->http_token, value);
 		case OPT_JOBS:
 			if (!parse_int(value, 1, CLI_MAX_JOBS, &number))
 			{
@@ -654,6 +679,12 @@ check_required(const CliOptions *options)
 		if (options->target == NULL)
 		{
 			usage_error("command \"%s\" needs --target (or SWITCHYARD_TARGET)", name);
+			return false;
+		}
+		/* status and parity results are not for anyone who can reach the port */
+		if (options->http != NULL && options->http_token == NULL && !http_address_is_loopback(options->http))
+		{
+			usage_error("--http \"%s\" is not a loopback address: it needs --http-token", options->http);
 			return false;
 		}
 	}
@@ -856,6 +887,7 @@ cli_options_free(CliOptions *options)
 	free(options->target);
 	free_list(options->tables);
 	free(options->http);
+	free(options->http_token);
 	free_list(options->app_roles);
 	free(options->pgbouncer);
 	free(options->pgbouncer_db);
@@ -936,9 +968,15 @@ print_command_help(CliCommand command)
 				   "  --no-copy             skip the initial copy: the target already has the schema\n"
 				   "                        and the data\n"
 				   "  --endpos LSN          exit once everything up to LSN (e.g. 0/16B3748) is applied\n"
-				   "  --http ADDR:PORT      serve /metrics, /api/status and the dashboard\n"
+				   "  --http ADDR:PORT      serve /metrics, /api/status and the dashboard (an empty\n"
+				   "                        ADDR means 127.0.0.1; other than loopback needs a token)\n"
+				   "  --http-token TOKEN    require \"Authorization: Bearer TOKEN\" (or TOKEN as the\n"
+				   "                        basic-auth password) on every HTTP request; keep it in\n"
+				   "                        the --config file rather than on the command line\n"
 				   "  --app-roles ROLE      application roles kept off the target until cutover;\n"
 				   "                        repeatable or comma-separated\n"
+				   "  --guard MODE          observe (default): report every session on the target\n"
+				   "                        that is not the agent's; enforce: also terminate it\n"
 				   "  --jobs N              parallel copy workers (default: number of cores)\n"
 				   "  --spool-max SIZE      bound on the spool, e.g. 512MB or 8GB (default 8GB);\n"
 				   "                        when full, receiving pauses until the target catches up\n"
@@ -955,18 +993,28 @@ print_command_help(CliCommand command)
 				   "  --json                print the status document as JSON\n");
 			break;
 		case CLI_COMMAND_VERIFY:
-			printf("switchyard verify: compare source and target row by row.\n"
-				   "Not available in this version.\n"
+			printf("switchyard verify: compare source and target row by row, at one point of the\n"
+				   "change stream, while the source keeps writing. The running agent holds its\n"
+				   "applier at that point while the target takes its snapshot; without an agent the\n"
+				   "comparison has no common point and says so. The full list of differences goes\n"
+				   "to <state-dir>/parity/<time>.json, the latest result per table to\n"
+				   "<state-dir>/parity/latest.json.\n"
 				   "\n"
 				   "Usage:\n"
 				   "  switchyard verify [--table NAME]... [--repair] [--json] [OPTION]...\n"
 				   "\n"
 				   "Options:\n"
-				   "  --table NAME          compare only this table; repeatable or comma-separated\n"
-				   "  --repair              write the source's rows where the target differs\n"
+				   "  --table NAME          compare only this table (default: the migration's\n"
+				   "                        published tables); repeatable or comma-separated\n"
+				   "  --repair              write the source's rows where the target differs, while\n"
+				   "                        the applier is held (needs the running agent)\n"
 				   "  --json                print the report as JSON\n"
+				   "  --jobs N              parallel sessions per server (default: number of cores)\n"
 				   "  --source CONNINFO     source server\n"
-				   "  --target CONNINFO     target server\n");
+				   "  --target CONNINFO     target server\n"
+				   "\n"
+				   "Exit status 0 when the tables are equal (or all differences were repaired),\n"
+				   "5 when anything differs, 3 or 4 on a source or target error.\n");
 			break;
 		case CLI_COMMAND_CUTOVER:
 			printf("switchyard cutover: switch the application to the target.\n"
@@ -1004,7 +1052,9 @@ print_command_help(CliCommand command)
 			break;
 		case CLI_COMMAND_CLEANUP:
 			printf("switchyard cleanup: drop this migration's replication slot and publication on\n"
-				   "the source, its replication origin on the target, and its persisted state.\n"
+				   "the source, its replication origin on the target, and its persisted state, and\n"
+				   "grant back the CONNECT privileges the target guard revoked (needs --target while\n"
+				   "they are revoked).\n"
 				   "\n"
 				   "Usage:\n"
 				   "  switchyard cleanup [--source CONNINFO] [--target CONNINFO] [OPTION]...\n"

@@ -215,6 +215,8 @@ copy_run_program(Copy *copy, const char *program, char **args, const char *conni
 		}
 		if (password != NULL)
 			setenv("PGPASSWORD", password, 1);
+		/* the target guard knows the agent's sessions by this name */
+		setenv("PGAPPNAME", "switchyard-restore", 1);
 		execvp(path, argv);
 		fprintf(stderr, "could not run %s: %s\n", path, strerror(errno));
 		_exit(127);

@@ -15,6 +15,7 @@
 struct StatusDocument
 {
 	json_object *root;
+	char **guard_app_roles;     /* pointers into root */
 };
 
 /* json-c before 0.14 has no unsigned integers; no counter here comes near 2^63. */
@@ -56,6 +57,39 @@ add(json_object *object, const char *key, json_object *value, bool may_be_null)
 	if (value == NULL && !may_be_null)
 		return false;
 	return json_object_object_add(object, key, value) == 0;
+}
+
+static json_object *
+new_guard(const AgentStatus *status)
+{
+	json_object *guard = json_object_new_object();
+	json_object *roles = json_object_new_array();
+	const char *last = status->guard_last_violation;
+	bool ok = guard != NULL && roles != NULL;
+
+	if (last != NULL && last[0] == '\0')
+		last = NULL;
+	for (size_t i = 0; ok && status->guard_app_roles != NULL && status->guard_app_roles[i] != NULL; i++)
+		ok &= json_object_array_add(roles, json_object_new_string(status->guard_app_roles[i])) == 0;
+	if (!ok)
+	{
+		json_object_put(roles);
+		json_object_put(guard);
+		return NULL;
+	}
+	ok &= add(guard, "mode", new_string_or_null(status->guard_mode), true);
+	ok &= add(guard, "app_roles", roles, false);
+	ok &= add(guard, "connect_revoked", json_object_new_boolean(status->guard_connect_revoked), false);
+	ok &= add(guard, "violations_total", new_count(status->guard_violations_total), false);
+	ok &= add(guard, "sessions_now", new_count(status->guard_sessions_now), false);
+	ok &= add(guard, "last_violation", new_string_or_null(last), true);
+	ok &= add(guard, "lifted", json_object_new_boolean(status->guard_lifted), false);
+	if (!ok)
+	{
+		json_object_put(guard);
+		return NULL;
+	}
+	return guard;
 }
 
 char *
@@ -131,6 +165,10 @@ status_to_json(const AgentStatus *status, bool pretty)
 	}
 	else
 		ok &= add(root, "copy", NULL, true);
+	if (status->guard_active)
+		ok &= add(root, "guard", new_guard(status), false);
+	else
+		ok &= add(root, "guard", NULL, true);
 	if (!ok)
 		goto cleanup;
 
@@ -207,6 +245,36 @@ get_time(json_object *object, const char *key)
 	return (int64_t) timegm(&tm);
 }
 
+static bool
+read_guard(StatusDocument *doc, json_object *guard, AgentStatus *out)
+{
+	json_object *roles = member(guard, "app_roles");
+	size_t n = json_object_is_type(roles, json_type_array) ? json_object_array_length(roles) : 0;
+	size_t used = 0;
+
+	if (!json_object_is_type(guard, json_type_object))
+		return true;
+	doc->guard_app_roles = calloc(n + 1, sizeof(char *));
+	if (doc->guard_app_roles == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *role = json_object_array_get_idx(roles, i);
+
+		if (json_object_is_type(role, json_type_string))
+			doc->guard_app_roles[used++] = (char *) json_object_get_string(role);
+	}
+	out->guard_active = true;
+	out->guard_mode = get_string(guard, "mode");
+	out->guard_app_roles = doc->guard_app_roles;
+	out->guard_connect_revoked = get_bool(guard, "connect_revoked");
+	out->guard_violations_total = get_count(guard, "violations_total");
+	out->guard_sessions_now = get_count(guard, "sessions_now");
+	out->guard_last_violation = get_string(guard, "last_violation");
+	out->guard_lifted = get_bool(guard, "lifted");
+	return true;
+}
+
 bool
 status_from_json(const char *text, AgentStatus *out, StatusDocument **document)
 {
@@ -220,7 +288,7 @@ status_from_json(const char *text, AgentStatus *out, StatusDocument **document)
 	root = json_tokener_parse(text);
 	if (root == NULL || !json_object_is_type(root, json_type_object))
 		goto cleanup;
-	doc = malloc(sizeof(*doc));
+	doc = calloc(1, sizeof(*doc));
 	if (doc == NULL)
 		goto cleanup;
 	doc->root = root;
@@ -251,6 +319,8 @@ status_from_json(const char *text, AgentStatus *out, StatusDocument **document)
 	out->target_connected = get_bool(doc->root, "target_connected");
 	out->last_error = get_string(doc->root, "last_error");
 	out->started_at_unix = get_time(doc->root, "started_at");
+	if (!read_guard(doc, member(doc->root, "guard"), out))
+		goto cleanup;
 
 	*document = doc;
 	doc = NULL;
@@ -268,6 +338,7 @@ status_document_free(StatusDocument *document)
 	if (document == NULL)
 		return;
 	json_object_put(document->root);
+	free(document->guard_app_roles);
 	free(document);
 }
 
@@ -297,6 +368,32 @@ static const char *
 or_dash(const char *text)
 {
 	return text != NULL && text[0] != '\0' ? text : "-";
+}
+
+static void
+print_guard(const AgentStatus *status)
+{
+	const char *state;
+
+	if (status->guard_lifted)
+		state = "lifted: application roles may connect to the target";
+	else if (status->guard_connect_revoked)
+		state = "CONNECT on the target revoked from PUBLIC and the application roles";
+	else
+		state = "not in place";
+	printf("%-20s %s (%s)\n", "target guard:", state, or_dash(status->guard_mode));
+	printf("%-20s ", "application roles:");
+	if (status->guard_app_roles == NULL || status->guard_app_roles[0] == NULL)
+		printf("-");
+	for (size_t i = 0; status->guard_app_roles != NULL && status->guard_app_roles[i] != NULL; i++)
+		printf("%s%s", i > 0 ? ", " : "", status->guard_app_roles[i]);
+	printf("\n");
+	if (status->running)
+		printf("%-20s %" PRIu64 " total, %" PRIu64 " foreign session%s on the target now\n", "guard violations:",
+			   status->guard_violations_total, status->guard_sessions_now,
+			   status->guard_sessions_now == 1 ? "" : "s");
+	if (status->guard_last_violation != NULL && status->guard_last_violation[0] != '\0')
+		printf("%-20s %s\n", "last violation:", status->guard_last_violation);
 }
 
 void
@@ -342,4 +439,6 @@ status_print_text(const AgentStatus *status)
 		format_time(status->started_at_unix, c, sizeof(c));
 		printf("%-20s %s\n", "started at:", c);
 	}
+	if (status->guard_active)
+		print_guard(status);
 }

@@ -43,8 +43,10 @@ typedef struct CliOptions
 	char **tables;             /* --tables PATTERN (repeatable), NULL-terminated; NULL = all */
 	bool no_copy;
 	Lsn endpos;                /* 0 = none */
-	char *http;                /* ADDR:PORT */
+	char *http;                /* ADDR:PORT; an empty ADDR is 127.0.0.1 */
+	char *http_token;          /* --http-token: required to serve off loopback */
 	char **app_roles;          /* --app-roles ROLE (repeatable), NULL-terminated */
+	bool guard_enforce;        /* --guard enforce: terminate foreign target sessions (default observe) */
 	int jobs;                  /* --jobs N, default number of cores */
 	uint64_t spool_max_bytes;  /* --spool-max SIZE (e.g. 8GB), default 8 GiB */
 	bool truncate_target;

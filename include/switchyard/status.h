@@ -47,6 +47,14 @@ typedef struct AgentStatus
 	uint64_t copy_bytes_done;
 	uint64_t copy_bytes_estimated;
 	double copy_elapsed_seconds;
+	bool guard_active;          /* the target guard runs (or left a record): the "guard" object is filled */
+	const char *guard_mode;     /* "observe", "enforce" */
+	char *const *guard_app_roles; /* NULL-terminated, or NULL */
+	bool guard_connect_revoked; /* CONNECT is revoked from PUBLIC and the application roles */
+	uint64_t guard_violations_total;
+	uint64_t guard_sessions_now;  /* foreign sessions on the target at the last check */
+	const char *guard_last_violation; /* NULL or "": none */
+	bool guard_lifted;          /* the cutover gave CONNECT back */
 } AgentStatus;
 
 /* Renders the document (pretty when pretty is true); caller frees. NULL on out of memory. */

@@ -144,6 +144,31 @@ test_run_defaults(void **state)
 }
 
 static void
+test_guard_mode(void **state)
+{
+	char *enforce[] = {"switchyard", "run", "--source", "s", "--target", "t", "--guard", "enforce"};
+	char *observe[] = {"switchyard", "run", "--source", "s", "--target", "t", "--guard=observe"};
+	char *from_file[] = {"switchyard", "run", "--config", config_path};
+	char *bad[] = {"switchyard", "run", "--source", "s", "--target", "t", "--guard", "kill"};
+	char *not_here[] = {"switchyard", "status", "--guard", "enforce"};
+	CliOptions options;
+
+	assert_true(parse(ARGC(enforce), enforce, &options));
+	assert_true(options.guard_enforce);
+	cli_options_free(&options);
+	assert_true(parse(ARGC(observe), observe, &options));
+	assert_false(options.guard_enforce);
+	cli_options_free(&options);
+	write_config("source = s\ntarget = t\nguard = enforce\napp-roles = chat_app, chat_worker\n");
+	assert_true(parse(ARGC(from_file), from_file, &options));
+	assert_true(options.guard_enforce);
+	assert_string_equal(options.app_roles[1], "chat_worker");
+	cli_options_free(&options);
+	assert_usage_error(ARGC(bad), bad, "expected observe or enforce");
+	assert_usage_error(ARGC(not_here), not_here, "not valid for command");
+}
+
+static void
 test_run_needs_source_and_target(void **state)
 {
 	char *no_source[] = {"switchyard", "run", "--target", "t"};
@@ -385,6 +410,35 @@ test_http_address(void **state)
 	cli_options_free(&options);
 }
 
+/* Off loopback the status would be open to anyone: a token is required, and never echoed. */
+static void
+test_http_token(void **state)
+{
+	char *open_no_token[] = {"switchyard", "run", "--source", "s", "--target", "t", "--http", "0.0.0.0:9187"};
+	char *open_token[] = {"switchyard", "run", "--source", "s", "--target", "t", "--http", "0.0.0.0:9187",
+		"--http-token", "a-long-enough-token-1234"};
+	char *short_token[] = {"switchyard", "run", "--source", "s", "--target", "t", "--http-token", "tiny-secret"};
+	char *loopback[] = {"switchyard", "run", "--source", "s", "--target", "t", "--http", ":9187"};
+	char *from_file[] = {"switchyard", "run", "--config", config_path};
+	char *not_here[] = {"switchyard", "status", "--http-token", "a-long-enough-token-1234"};
+	CliOptions options;
+
+	assert_usage_error(ARGC(open_no_token), open_no_token, "it needs --http-token");
+	assert_true(parse(ARGC(open_token), open_token, &options));
+	assert_string_equal(options.http_token, "a-long-enough-token-1234");
+	cli_options_free(&options);
+	assert_true(parse(ARGC(loopback), loopback, &options));
+	assert_null(options.http_token);
+	cli_options_free(&options);
+	assert_usage_error(ARGC(short_token), short_token, "at least 16 characters");
+	assert_null(strstr(last_error, "tiny-secret"));
+	write_config("source = s\ntarget = t\nhttp = [::]:9187\nhttp-token = token-from-the-config-file\n");
+	assert_true(parse(ARGC(from_file), from_file, &options));
+	assert_string_equal(options.http_token, "token-from-the-config-file");
+	cli_options_free(&options);
+	assert_usage_error(ARGC(not_here), not_here, "not valid for command");
+}
+
 static void
 test_log_level(void **state)
 {
@@ -602,6 +656,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_run_parses_every_option, teardown),
 		cmocka_unit_test_teardown(test_run_defaults, teardown),
+		cmocka_unit_test_teardown(test_guard_mode, teardown),
 		cmocka_unit_test_teardown(test_run_needs_source_and_target, teardown),
 		cmocka_unit_test_teardown(test_status_parses_json, teardown),
 		cmocka_unit_test_teardown(test_verify_parses_its_options, teardown),
@@ -618,6 +673,7 @@ main(void)
 		cmocka_unit_test_teardown(test_spool_max_sizes, teardown),
 		cmocka_unit_test_teardown(test_endpos_parse, teardown),
 		cmocka_unit_test_teardown(test_http_address, teardown),
+		cmocka_unit_test_teardown(test_http_token, teardown),
 		cmocka_unit_test_teardown(test_log_level, teardown),
 		cmocka_unit_test_teardown(test_tables_repeatable_and_comma_separated, teardown),
 		cmocka_unit_test_teardown(test_config_file_values, teardown),

@@ -78,6 +78,7 @@ test_json_has_exactly_the_documented_keys(void **state)
 		"origin_name", "received_lsn", "flushed_lsn", "applied_lsn", "source_current_lsn",
 		"lag_bytes", "lag_seconds", "transactions_applied", "changes_applied", "spool", "paused",
 		"source_connected", "target_connected", "last_error", "started_at", "hold_lsn", "held", "copy",
+		"guard",
 	};
 	AgentStatus status = sample_status();
 	char *text = status_to_json(&status, false);
@@ -194,6 +195,74 @@ test_json_round_trip(void **state)
 }
 
 static void
+test_json_guard_object(void **state)
+{
+	static char *roles[] = {"chat_app", "chat_worker", NULL};
+	static const char *const keys[] = {
+		"mode", "app_roles", "connect_revoked", "violations_total", "sessions_now", "last_violation", "lifted",
+	};
+	AgentStatus status = sample_status();
+	AgentStatus back;
+	StatusDocument *document = NULL;
+	json_object *root;
+	json_object *guard = NULL;
+	json_object *value = NULL;
+	char *text;
+
+	/* no guard: null */
+	text = status_to_json(&status, false);
+	root = parse_json(text);
+	assert_true(json_object_object_get_ex(root, "guard", &value));
+	assert_null(value);
+	json_object_put(root);
+	free(text);
+
+	status.guard_active = true;
+	status.guard_mode = "enforce";
+	status.guard_app_roles = roles;
+	status.guard_connect_revoked = true;
+	status.guard_violations_total = 3;
+	status.guard_sessions_now = 1;
+	status.guard_last_violation = "2024-05-01T12:00:00Z: role \"chat_app\", application \"psql\"";
+	text = status_to_json(&status, false);
+	root = parse_json(text);
+	assert_true(json_object_object_get_ex(root, "guard", &guard));
+	assert_int_equal(json_object_object_length(guard), sizeof(keys) / sizeof(keys[0]));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!json_object_object_get_ex(guard, keys[i], NULL))
+			fail_msg("guard key \"%s\" missing", keys[i]);
+	assert_string_equal(string_member(guard, "mode"), "enforce");
+	assert_int_equal(json_object_array_length(json_object_object_get(guard, "app_roles")), 2);
+	assert_int_equal(json_object_get_int64(json_object_object_get(guard, "violations_total")), 3);
+	assert_false(json_object_get_boolean(json_object_object_get(guard, "lifted")));
+	json_object_put(root);
+
+	assert_true(status_from_json(text, &back, &document));
+	assert_true(back.guard_active);
+	assert_string_equal(back.guard_mode, "enforce");
+	assert_string_equal(back.guard_app_roles[0], "chat_app");
+	assert_string_equal(back.guard_app_roles[1], "chat_worker");
+	assert_null(back.guard_app_roles[2]);
+	assert_true(back.guard_connect_revoked);
+	assert_int_equal(back.guard_violations_total, 3);
+	assert_int_equal(back.guard_sessions_now, 1);
+	assert_string_equal(back.guard_last_violation, status.guard_last_violation);
+	assert_false(back.guard_lifted);
+	status_document_free(document);
+	free(text);
+
+	/* no violation yet: null, not "" */
+	status.guard_last_violation = "";
+	text = status_to_json(&status, false);
+	root = parse_json(text);
+	guard = json_object_object_get(root, "guard");
+	assert_true(json_object_object_get_ex(guard, "last_violation", &value));
+	assert_null(value);
+	json_object_put(root);
+	free(text);
+}
+
+static void
 test_from_json_rejects_garbage(void **state)
 {
 	AgentStatus back;
@@ -241,6 +310,7 @@ main(void)
 		cmocka_unit_test(test_json_unknown_values),
 		cmocka_unit_test(test_json_pretty_and_compact),
 		cmocka_unit_test(test_json_round_trip),
+		cmocka_unit_test(test_json_guard_object),
 		cmocka_unit_test(test_from_json_rejects_garbage),
 		cmocka_unit_test(test_text_form),
 	};
