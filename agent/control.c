@@ -582,6 +582,13 @@ bool
 control_request(const char *state_dir, ControlRequest__Command command, int timeout_ms,
 				ControlResponse **out, bool *no_agent)
 {
+	return control_request_lsn(state_dir, command, 0, timeout_ms, out, no_agent);
+}
+
+bool
+control_request_lsn(const char *state_dir, ControlRequest__Command command, uint64_t lsn,
+					int timeout_ms, ControlResponse **out, bool *no_agent)
+{
 	ControlRequest request = CONTROL_REQUEST__INIT;
 	struct sockaddr_un address;
 	struct timeval send_timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
@@ -621,6 +628,7 @@ control_request(const char *state_dir, ControlRequest__Command command, int time
 	}
 
 	request.command = command;
+	request.lsn = lsn;
 	length = control_request__get_packed_size(&request);
 	frame = malloc(sizeof(header) + length);
 	if (frame == NULL)

@@ -7,6 +7,7 @@
 #define SWITCHYARD_CONTROL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 
@@ -35,6 +36,10 @@ void control_server_free(ControlServer *server);
  */
 bool control_request(const char *state_dir, ControlRequest__Command command, int timeout_ms,
 					 ControlResponse **out, bool *no_agent) __attribute__((warn_unused_result));
+/* The same with the request's lsn field set (APPLY_HOLD). */
+bool control_request_lsn(const char *state_dir, ControlRequest__Command command, uint64_t lsn,
+						 int timeout_ms, ControlResponse **out, bool *no_agent)
+	__attribute__((warn_unused_result));
 /* Frees a response from control_request. Accepts NULL. */
 void control_response_free(ControlResponse *response);
 /* True when something accepts connections on <state_dir>/control.sock. Logs nothing. */

@@ -1,0 +1,1487 @@
+/*
+ * `switchyard verify`: the common point and the report around parity.c's comparison. Per
+ * batch of tables: a temporary logical slot exports the source's snapshot at LSN L, every
+ * source worker imports it, the running agent holds its applier at L, one target session
+ * exports the target's snapshot and the others import it, and the applier goes on (with
+ * --repair only after the repair). Snapshots live for one batch, so vacuum on production is
+ * held back for a batch's comparison at most, never for the whole run.
+ */
+#include "switchyard/verify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "switchyard/conninfo.h"
+#include "switchyard/control.h"
+#include "switchyard/exitcode.h"
+#include "switchyard/log.h"
+#include "switchyard/lsn.h"
+#include "switchyard/parity.h"
+#include "switchyard/state.h"
+
+#define VERIFY_CONTROL_TIMEOUT_MS 10000
+/* how long the applier may take to reach L (it may have a backlog to apply first) */
+#define VERIFY_HOLD_TIMEOUT_MS 120000
+#define VERIFY_HOLD_POLL_MS 5
+#define VERIFY_MAX_JOBS 16
+/* a new common point after this many (estimated) rows, so no snapshot lives for long */
+#define VERIFY_BATCH_ROWS 50000000.0
+/* differences printed per table in the text output; the report file has them all */
+#define VERIFY_PRINT_DIFFERENCES 20
+#define VERIFY_VALUE_WIDTH 60
+
+typedef struct VerifyContext
+{
+	const CliOptions *options;
+	bool barrier;               /* a running agent holds its applier at each cut */
+	int njobs;
+	PGconn *source;             /* catalog, sampling */
+	PGconn *target;             /* catalog, and the repair's writes */
+	ParityPair *pairs;
+	ParityTable **tables;
+	int ntables;
+	bool hold_active;           /* APPLY_HOLD sent, APPLY_RELEASE not yet */
+	bool sources_in_snapshot;
+	bool targets_in_snapshot;
+	int cuts;
+	char *publication;
+	double compare_seconds;
+	uint64_t bytes_received;
+	uint64_t bytes_sent;
+	int64_t started_unix_us;
+	char report_path[PATH_MAX];
+	ParityError error;
+	int exit_status;            /* for failures outside a server (EXIT_USAGE, EXIT_NO_AGENT...) */
+} VerifyContext;
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static void
+verify_sleep_ms(int ms)
+{
+	struct timespec pause = {ms / 1000, (long) (ms % 1000) * 1000000};
+
+	nanosleep(&pause, NULL);
+}
+
+static int64_t
+verify_monotonic_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static double
+verify_seconds_since(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double) (now.tv_sec - since->tv_sec) + (double) (now.tv_nsec - since->tv_nsec) / 1e9;
+}
+
+static void
+verify_fail(VerifyContext *ctx, ParitySide side, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+verify_fail(VerifyContext *ctx, ParitySide side, const char *fmt, ...)
+{
+	va_list args;
+
+	if (ctx->error.side != PARITY_SIDE_NONE)
+		return;
+	ctx->error.side = side;
+	va_start(args, fmt);
+	vsnprintf(ctx->error.message, sizeof(ctx->error.message), fmt, args);
+	va_end(args);
+}
+
+static bool
+verify_exec(PGconn *conn, ParitySide side, const char *sql, const char *what, VerifyContext *ctx)
+{
+	PGresult *res = PQexec(conn, sql);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+
+	if (!ok)
+	{
+		log_error("could not %s on the %s: %s", what, side == PARITY_SIDE_TARGET ? "target" : "source",
+				  conninfo_result_error(res));
+		verify_fail(ctx, side, "could not %s: %s", what, conninfo_result_error(res));
+	}
+	PQclear(res);
+	return ok;
+}
+
+/* Sends sql to every session of one side at once, then checks every result. */
+static bool
+verify_exec_all(VerifyContext *ctx, ParitySide side, int first, const char *sql, const char *what)
+{
+	bool ok = true;
+
+	for (int i = first; i < ctx->njobs; i++)
+	{
+		PGconn *conn = side == PARITY_SIDE_TARGET ? ctx->pairs[i].target : ctx->pairs[i].source;
+
+		if (PQsendQuery(conn, sql) != 1)
+		{
+			log_error("could not %s on the %s: %s", what, side == PARITY_SIDE_TARGET ? "target" : "source",
+					  conninfo_error(conn));
+			verify_fail(ctx, side, "could not %s", what);
+			return false;
+		}
+	}
+	for (int i = first; i < ctx->njobs; i++)
+	{
+		PGconn *conn = side == PARITY_SIDE_TARGET ? ctx->pairs[i].target : ctx->pairs[i].source;
+		PGresult *res;
+
+		while ((res = PQgetResult(conn)) != NULL)
+		{
+			if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK && ok)
+			{
+				log_error("could not %s on the %s: %s", what,
+						  side == PARITY_SIDE_TARGET ? "target" : "source", conninfo_result_error(res));
+				verify_fail(ctx, side, "could not %s: %s", what, conninfo_result_error(res));
+				ok = false;
+			}
+			PQclear(res);
+		}
+	}
+	return ok;
+}
+
+/* ---- the agent's applier barrier -------------------------------------------------------- */
+
+/* hold_lsn and held from the agent's status document */
+static bool
+verify_parse_hold(const char *status_json, Lsn *hold_lsn, bool *held, Lsn *applied_lsn)
+{
+	json_object *root = json_tokener_parse(status_json);
+	json_object *value = NULL;
+
+	*hold_lsn = 0;
+	*held = false;
+	*applied_lsn = 0;
+	if (root == NULL)
+		return false;
+	if (json_object_object_get_ex(root, "hold_lsn", &value))
+	{
+		if (json_object_is_type(value, json_type_string))
+		{
+			if (!lsn_parse(json_object_get_string(value), hold_lsn))
+				*hold_lsn = 0;
+		}
+		else if (json_object_is_type(value, json_type_int))
+			*hold_lsn = (Lsn) json_object_get_int64(value);
+	}
+	if (json_object_object_get_ex(root, "held", &value))
+		*held = json_object_get_boolean(value);
+	if (json_object_object_get_ex(root, "applied_lsn", &value) &&
+		json_object_is_type(value, json_type_string) &&
+		!lsn_parse(json_object_get_string(value), applied_lsn))
+		*applied_lsn = 0;
+	json_object_put(root);
+	return true;
+}
+
+static bool
+verify_release(VerifyContext *ctx)
+{
+	ControlResponse *response = NULL;
+	bool no_agent = false;
+	bool ok = false;
+
+	if (!ctx->hold_active)
+		return true;
+	if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__APPLY_RELEASE,
+						 VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent))
+	{
+		if (no_agent)
+		{
+			/* an agent that is gone holds nothing; a new one starts unheld */
+			ctx->hold_active = false;
+			return true;
+		}
+		log_hint("The agent's applier may still be held: run \"switchyard verify\" again or restart the agent.");
+		verify_fail(ctx, PARITY_SIDE_TARGET, "could not ask the agent to release its applier");
+		goto cleanup;
+	}
+	if (!response->ok)
+	{
+		log_error("the agent did not release its applier: %s", response->message);
+		verify_fail(ctx, PARITY_SIDE_TARGET, "the agent did not release its applier: %s", response->message);
+		goto cleanup;
+	}
+	ctx->hold_active = false;
+	ok = true;
+
+cleanup:
+	control_response_free(response);
+	return ok;
+}
+
+/* Asks the agent to hold at lsn and waits until it holds there. */
+static bool
+verify_hold(VerifyContext *ctx, Lsn lsn)
+{
+	ControlResponse *response = NULL;
+	char lsn_text[LSN_FORMAT_SIZE];
+	char applied_text[LSN_FORMAT_SIZE];
+	Lsn hold_lsn = 0;
+	Lsn applied_lsn = 0;
+	bool held = false;
+	bool no_agent = false;
+	int64_t deadline;
+	bool ok = false;
+
+	lsn_format(lsn, lsn_text);
+	if (!control_request_lsn(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__APPLY_HOLD, lsn,
+							 VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent))
+	{
+		if (no_agent)
+			log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
+		verify_fail(ctx, PARITY_SIDE_TARGET, "could not ask the agent to hold its applier at %s", lsn_text);
+		ctx->exit_status = no_agent ? EXIT_NO_AGENT : 0;
+		goto cleanup;
+	}
+	if (!response->ok)
+	{
+		log_error("the agent refused to hold its applier at %s: %s", lsn_text, response->message);
+		verify_fail(ctx, PARITY_SIDE_TARGET, "the agent refused to hold its applier at %s: %s", lsn_text,
+					response->message);
+		goto cleanup;
+	}
+	ctx->hold_active = true;
+	held = response->held;
+	control_response_free(response);
+	response = NULL;
+
+	deadline = verify_monotonic_ms() + VERIFY_HOLD_TIMEOUT_MS;
+	while (!held)
+	{
+		if (verify_monotonic_ms() > deadline)
+		{
+			log_error("the agent's applier did not reach %s within %d s", lsn_text, VERIFY_HOLD_TIMEOUT_MS / 1000);
+			log_detail("it had applied up to %s", lsn_format(applied_lsn, applied_text));
+			log_hint("Check \"switchyard status\" for a target error or a large backlog, then run verify again.");
+			verify_fail(ctx, PARITY_SIDE_TARGET, "the applier did not reach %s within %d s", lsn_text,
+						VERIFY_HOLD_TIMEOUT_MS / 1000);
+			goto cleanup;
+		}
+		verify_sleep_ms(VERIFY_HOLD_POLL_MS);
+		if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS,
+							 VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent))
+		{
+			if (no_agent)
+				log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
+			verify_fail(ctx, PARITY_SIDE_TARGET, "lost the agent while waiting for its applier to hold");
+			goto cleanup;
+		}
+		if (response->ok && response->status_json != NULL &&
+			verify_parse_hold(response->status_json, &hold_lsn, &held, &applied_lsn))
+			held = held && hold_lsn == lsn;
+		else
+			held = false;
+		control_response_free(response);
+		response = NULL;
+	}
+	log_debug("the applier holds at %s", lsn_text);
+	ok = true;
+
+cleanup:
+	control_response_free(response);
+	return ok;
+}
+
+/* ---- the common point ------------------------------------------------------------------- */
+
+/* Ends the snapshot transactions of every worker session (and the applier hold, if any). */
+static bool
+verify_cut_close(VerifyContext *ctx)
+{
+	bool ok = true;
+
+	/* after a failure a session may be in an aborted transaction: ROLLBACK ends either */
+	if (ctx->sources_in_snapshot)
+	{
+		ok &= verify_exec_all(ctx, PARITY_SIDE_SOURCE, 0, "ROLLBACK", "end the source snapshot");
+		ctx->sources_in_snapshot = false;
+	}
+	if (ctx->targets_in_snapshot)
+	{
+		ok &= verify_exec_all(ctx, PARITY_SIDE_TARGET, 0, "ROLLBACK", "end the target snapshot");
+		ctx->targets_in_snapshot = false;
+	}
+	ok &= verify_release(ctx);
+	return ok;
+}
+
+/*
+ * The common point: source snapshot at L in every source session, the applier held at L,
+ * the target's snapshot in every target session; then (without --repair) the applier goes on.
+ */
+static bool
+verify_cut_open(VerifyContext *ctx, Lsn *lsn)
+{
+	PGconn *repl = NULL;
+	PGresult *res = NULL;
+	char slot[64];
+	char sql[256];
+	char *literal = NULL;
+	char *import = NULL;
+	sigset_t saved_mask;
+	bool signals_blocked = false;
+	bool ok = false;
+
+	*lsn = 0;
+	snprintf(slot, sizeof(slot), "switchyard_verify_%d_%d", (int) getpid(), ++ctx->cuts);
+	repl = conninfo_connect(ctx->options->source, CONN_REPLICATION, "verify", "source");
+	if (repl == NULL)
+	{
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not open a replication connection to the source");
+		goto cleanup;
+	}
+	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
+			 slot);
+	res = PQexec(repl, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3)
+	{
+		log_error("could not create temporary replication slot \"%s\" on the source: %s", slot,
+				  conninfo_result_error(res));
+		log_hint("verify needs one free replication slot (max_replication_slots) and a replication "
+				 "connection (max_wal_senders) on the source.");
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not create temporary replication slot \"%s\": %s", slot,
+					conninfo_result_error(res));
+		goto cleanup;
+	}
+	if (!lsn_parse(PQgetvalue(res, 0, 1), lsn))
+	{
+		log_error("could not parse the consistent point \"%s\" of slot \"%s\"", PQgetvalue(res, 0, 1), slot);
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not parse the consistent point of slot \"%s\"", slot);
+		goto cleanup;
+	}
+	literal = PQescapeLiteral(repl, PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)));
+	if (literal == NULL)
+	{
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
+		goto cleanup;
+	}
+	import = malloc(strlen(literal) + 128);
+	if (import == NULL)
+	{
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
+		goto cleanup;
+	}
+	/* importable only until the next command on the replication connection: before anything */
+	sprintf(import, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", literal);
+	ctx->sources_in_snapshot = true;
+	if (!verify_exec_all(ctx, PARITY_SIDE_SOURCE, 0, import, "import the source snapshot"))
+		goto cleanup;
+	PQclear(res);
+	res = NULL;
+	PQfinish(repl);             /* the temporary slot goes with it */
+	repl = NULL;
+
+	/*
+	 * Without --repair the hold lasts a few milliseconds: a Ctrl-C in that window waits until
+	 * the applier is released, rather than leaving it held. (With --repair the hold spans the
+	 * comparison; the agent must then not wait forever for a release that never comes.)
+	 */
+	if (!ctx->options->repair)
+	{
+		sigset_t block;
+
+		sigemptyset(&block);
+		sigaddset(&block, SIGINT);
+		sigaddset(&block, SIGTERM);
+		sigaddset(&block, SIGHUP);
+		sigaddset(&block, SIGQUIT);
+		pthread_sigmask(SIG_BLOCK, &block, &saved_mask);
+		signals_blocked = true;
+	}
+	if (ctx->barrier && !verify_hold(ctx, *lsn))
+		goto cleanup;
+
+	ctx->targets_in_snapshot = true;
+	if (!verify_exec_all(ctx, PARITY_SIDE_TARGET, 0, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+						 "start the target snapshot"))
+		goto cleanup;
+	if (ctx->njobs > 1)
+	{
+		res = PQexec(ctx->pairs[0].target, "SELECT pg_catalog.pg_export_snapshot()");
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			log_error("could not export the target's snapshot: %s", conninfo_result_error(res));
+			verify_fail(ctx, PARITY_SIDE_TARGET, "could not export the target's snapshot: %s",
+						conninfo_result_error(res));
+			goto cleanup;
+		}
+		PQfreemem(literal);
+		literal = PQescapeLiteral(ctx->pairs[0].target, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
+		free(import);
+		import = literal != NULL ? malloc(strlen(literal) + 64) : NULL;
+		if (import == NULL)
+		{
+			verify_fail(ctx, PARITY_SIDE_TARGET, "out of memory");
+			goto cleanup;
+		}
+		sprintf(import, "SET TRANSACTION SNAPSHOT %s", literal);
+		if (!verify_exec_all(ctx, PARITY_SIDE_TARGET, 1, import, "import the target's snapshot"))
+			goto cleanup;
+	}
+	else
+	{
+		/* a lone session takes its snapshot with its first query: take it now, while held */
+		if (!verify_exec(ctx->pairs[0].target, PARITY_SIDE_TARGET, "SELECT 1", "start the target snapshot", ctx))
+			goto cleanup;
+	}
+	/* both snapshots show L: production writes on, the applier catches up meanwhile */
+	if (!ctx->options->repair && !verify_release(ctx))
+		goto cleanup;
+	ok = true;
+
+cleanup:
+	if (signals_blocked)
+	{
+		if (!ok)
+			(void) verify_release(ctx);
+		pthread_sigmask(SIG_SETMASK, &saved_mask, NULL);
+	}
+	PQclear(res);
+	if (repl != NULL)
+		PQfinish(repl);
+	PQfreemem(literal);
+	free(import);
+	return ok;
+}
+
+/* ---- tables ----------------------------------------------------------------------------- */
+
+static bool
+verify_add_table(VerifyContext *ctx, ParityTable *table)
+{
+	ParityTable **bigger = realloc(ctx->tables, (size_t) (ctx->ntables + 1) * sizeof(ParityTable *));
+
+	if (bigger == NULL)
+	{
+		parity_table_free(table);
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
+		return false;
+	}
+	ctx->tables = bigger;
+	ctx->tables[ctx->ntables++] = table;
+	return true;
+}
+
+/* A PostgreSQL array literal of the strings: {"a","b"} */
+static char *
+verify_text_array(char *const *strings)
+{
+	size_t length = 3;
+	char *out;
+	char *p;
+
+	for (int i = 0; strings[i] != NULL; i++)
+		length += 2 * strlen(strings[i]) + 3;
+	out = malloc(length);
+	if (out == NULL)
+		return NULL;
+	p = out;
+	*p++ = '{';
+	for (int i = 0; strings[i] != NULL; i++)
+	{
+		if (i > 0)
+			*p++ = ',';
+		*p++ = '"';
+		for (const char *s = strings[i]; *s; s++)
+		{
+			if (*s == '"' || *s == '\\')
+				*p++ = '\\';
+			*p++ = *s;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = '\0';
+	return out;
+}
+
+/* "schema"/"name" pairs of the tables to compare: --table names, else the publication's. */
+static bool
+verify_list_tables(VerifyContext *ctx, PGresult **out)
+{
+	PGresult *res = NULL;
+	const char *params[1];
+	char *names = NULL;
+	bool ok = false;
+
+	*out = NULL;
+	if (ctx->options->tables == NULL)
+	{
+		params[0] = ctx->publication;
+		res = PQexecParams(ctx->source,
+						   "SELECT schemaname::text, tablename::text, NULL FROM pg_catalog.pg_publication_tables "
+						   "WHERE pubname = $1 ORDER BY 1, 2",
+						   1, NULL, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			log_error("could not list the tables of publication \"%s\" on the source: %s", ctx->publication,
+					  conninfo_result_error(res));
+			verify_fail(ctx, PARITY_SIDE_SOURCE, "could not list the published tables");
+			goto cleanup;
+		}
+		if (PQntuples(res) == 0)
+		{
+			log_error("publication \"%s\" on the source has no tables", ctx->publication);
+			log_hint("Is this the source of the migration in \"%s\"? Name tables with --table.",
+					 ctx->options->state_dir);
+			verify_fail(ctx, PARITY_SIDE_SOURCE, "publication \"%s\" has no tables", ctx->publication);
+			goto cleanup;
+		}
+		*out = res;
+		res = NULL;
+		ok = true;
+		goto cleanup;
+	}
+	/* --table NAME as the user would write it in SQL, resolved with the default search_path */
+	names = verify_text_array(ctx->options->tables);
+	if (names == NULL)
+	{
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
+		goto cleanup;
+	}
+	params[0] = names;
+	res = PQexecParams(ctx->source,
+					   "SELECT n.nspname::text, c.relname::text, u.name "
+					   "FROM unnest($1::text[]) WITH ORDINALITY u(name, ord) "
+					   "LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(u.name) "
+					   "LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace ORDER BY u.ord",
+					   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		log_error("could not look up the tables named with --table on the source: %s",
+				  conninfo_result_error(res));
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not look up the tables named with --table");
+		ctx->exit_status = EXIT_USAGE;
+		goto cleanup;
+	}
+	*out = res;
+	res = NULL;
+	ok = true;
+
+cleanup:
+	PQclear(res);
+	free(names);
+	return ok;
+}
+
+static bool
+verify_prepare_tables(VerifyContext *ctx)
+{
+	PGresult *list = NULL;
+	bool ok = false;
+
+	if (!verify_list_tables(ctx, &list))
+		goto cleanup;
+	if (!parity_session_setup(ctx->source, "source", &ctx->error) ||
+		!parity_session_setup(ctx->target, "target", &ctx->error))
+		goto cleanup;
+	for (int i = 0; list != NULL && i < PQntuples(list); i++)
+	{
+		ParityTable *table = NULL;
+
+		if (PQgetisnull(list, i, 0))
+		{
+			if (!parity_table_missing(PQgetvalue(list, i, 2), &table) || !verify_add_table(ctx, table))
+				goto cleanup;
+			continue;
+		}
+		if (!parity_table_describe(ctx->source, ctx->target, PQgetvalue(list, i, 0), PQgetvalue(list, i, 1),
+								   &table, &ctx->error))
+			goto cleanup;
+		if (!verify_add_table(ctx, table))
+			goto cleanup;
+		if (!parity_table_plan(ctx->source, table, PARITY_DEFAULT_LEAF_ROWS, &ctx->error))
+			goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	PQclear(list);
+	return ok;
+}
+
+static bool
+verify_connect_workers(VerifyContext *ctx)
+{
+	ctx->pairs = calloc((size_t) ctx->njobs, sizeof(ParityPair));
+	if (ctx->pairs == NULL)
+	{
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
+		return false;
+	}
+	for (int i = 0; i < ctx->njobs; i++)
+	{
+		char role[32];
+
+		snprintf(role, sizeof(role), "verify-%d", i + 1);
+		ctx->pairs[i].source = conninfo_connect(ctx->options->source, CONN_NORMAL, role, "source");
+		if (ctx->pairs[i].source == NULL)
+		{
+			verify_fail(ctx, PARITY_SIDE_SOURCE, "could not connect to the source");
+			return false;
+		}
+		ctx->pairs[i].target = conninfo_connect(ctx->options->target, CONN_NORMAL, role, "target");
+		if (ctx->pairs[i].target == NULL)
+		{
+			verify_fail(ctx, PARITY_SIDE_TARGET, "could not connect to the target");
+			return false;
+		}
+		if (!parity_session_setup(ctx->pairs[i].source, "source", &ctx->error) ||
+			!parity_session_setup(ctx->pairs[i].target, "target", &ctx->error))
+			return false;
+	}
+	return true;
+}
+
+/* One batch: its own common point, the comparison, the repair, and the point given up. */
+static bool
+verify_batch(VerifyContext *ctx, ParityTable **tables, int ntables)
+{
+	struct timespec started;
+	Lsn lsn = 0;
+	bool ok = false;
+
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	if (!verify_cut_open(ctx, &lsn))
+		goto cleanup;
+	log_debug("comparing %d tables at %" PRIX32 "/%" PRIX32, ntables, (uint32_t) (lsn >> 32), (uint32_t) lsn);
+	if (!parity_compare(tables, ntables, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+		goto cleanup;
+	if (ctx->options->repair)
+	{
+		bool any = false;
+
+		for (int i = 0; i < ntables; i++)
+			any |= tables[i]->result.ndifferences > 0;
+		/* the target still shows L: the source's image at L is what it must hold */
+		if (any && !parity_repair(tables, ntables, ctx->pairs[0].source, ctx->target, &ctx->error))
+			goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	if (!verify_cut_close(ctx))
+		ok = false;
+	ctx->compare_seconds += verify_seconds_since(&started);
+	return ok;
+}
+
+static bool
+verify_compare_all(VerifyContext *ctx)
+{
+	uint64_t read0;
+	uint64_t written0;
+	uint64_t read1;
+	uint64_t written1;
+	int first = 0;
+	bool ok = true;
+
+	parity_traffic(&read0, &written0);
+	while (ok && first < ctx->ntables)
+	{
+		double rows = 0;
+		int end = first;
+
+		while (end < ctx->ntables && (end == first || rows + ctx->tables[end]->estimated_rows <= VERIFY_BATCH_ROWS))
+			rows += ctx->tables[end++]->estimated_rows;
+		ok = verify_batch(ctx, ctx->tables + first, end - first);
+		first = end;
+	}
+	parity_traffic(&read1, &written1);
+	ctx->bytes_received = read1 - read0;
+	ctx->bytes_sent = written1 - written0;
+	return ok;
+}
+
+/* ---- the report ------------------------------------------------------------------------- */
+
+static json_object *
+verify_json_lsn(Lsn lsn)
+{
+	char buf[LSN_FORMAT_SIZE];
+
+	return json_object_new_string(lsn_format(lsn, buf));
+}
+
+static void
+verify_format_time(int64_t unix_us, char *buf, size_t size, bool compact)
+{
+	time_t seconds = (time_t) (unix_us / 1000000);
+	struct tm tm;
+	char base[32];
+
+	gmtime_r(&seconds, &tm);
+	strftime(base, sizeof(base), compact ? "%Y%m%dT%H%M%S" : "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%03dZ", base, (int) (unix_us % 1000000 / 1000));
+}
+
+static int64_t
+verify_unix_us(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+static json_object *
+verify_json_string_or_null(const char *text)
+{
+	return text != NULL ? json_object_new_string(text) : NULL;
+}
+
+static json_object *
+verify_json_key(const ParityTable *table, char *const *key)
+{
+	json_object *object = json_object_new_object();
+
+	for (int k = 0; object != NULL && k < table->nkeys; k++)
+		json_object_object_add(object, table->columns[table->key[k]].name, json_object_new_string(key[k]));
+	return object;
+}
+
+static json_object *
+verify_json_difference(const ParityTable *table, const ParityDifference *diff)
+{
+	json_object *object = json_object_new_object();
+
+	if (object == NULL)
+		return NULL;
+	json_object_object_add(object, "kind", json_object_new_string(parity_diff_kind_name(diff->kind)));
+	if (table->keyless)
+	{
+		json_object_object_add(object, "row_hash", json_object_new_string(diff->key[0]));
+		json_object_object_add(object, "copies", json_object_new_int64(diff->copies));
+		if (diff->row != NULL)
+		{
+			json_object *row = json_object_new_object();
+
+			for (int i = 0; row != NULL && i < table->ncolumns; i++)
+				json_object_object_add(row, table->columns[i].name, verify_json_string_or_null(diff->row[i]));
+			json_object_object_add(object, "row", row);
+		}
+		return object;
+	}
+	json_object_object_add(object, "key", verify_json_key(table, diff->key));
+	if (diff->kind == PARITY_CHANGED && diff->detailed)
+	{
+		json_object *columns = json_object_new_array();
+
+		for (int i = 0; columns != NULL && i < diff->ncolumns; i++)
+		{
+			const ParityColumnDiff *column = &diff->columns[i];
+			json_object *entry = json_object_new_object();
+
+			if (entry == NULL)
+				continue;
+			json_object_object_add(entry, "column", json_object_new_string(table->columns[column->column].name));
+			json_object_object_add(entry, "source", verify_json_string_or_null(column->source_value));
+			json_object_object_add(entry, "target", verify_json_string_or_null(column->target_value));
+			json_object_array_add(columns, entry);
+		}
+		json_object_object_add(object, "columns", columns);
+	}
+	return object;
+}
+
+static bool
+verify_table_differs(const ParityTable *table)
+{
+	const ParityTableResult *r = &table->result;
+
+	return r->missing + r->extra + r->changed > 0 || table->nschema_issues > 0 || !table->comparable;
+}
+
+/* Everything differing was written back: nothing left to report as a failure. */
+static bool
+verify_table_repaired(const ParityTable *table)
+{
+	const ParityTableResult *r = &table->result;
+
+	return table->nschema_issues == 0 && table->comparable && !r->truncated && r->repair_skipped == NULL &&
+		r->repaired >= (r->missing + r->extra + r->changed) && r->repaired > 0;
+}
+
+static json_object *
+verify_json_table(const VerifyContext *ctx, const ParityTable *table, bool with_differences)
+{
+	const ParityTableResult *r = &table->result;
+	json_object *object = json_object_new_object();
+	json_object *issues = json_object_new_array();
+	json_object *key = json_object_new_array();
+
+	if (object == NULL || issues == NULL || key == NULL)
+	{
+		json_object_put(object);
+		json_object_put(issues);
+		json_object_put(key);
+		return NULL;
+	}
+	for (int i = 0; i < table->nschema_issues; i++)
+		json_object_array_add(issues, json_object_new_string(table->schema_issues[i]));
+	for (int k = 0; k < table->nkeys && table->comparable; k++)
+		if (table->key[k] >= 0)
+			json_object_array_add(key, json_object_new_string(table->columns[table->key[k]].name));
+	json_object_object_add(object, "table", json_object_new_string(table->display));
+	json_object_object_add(object, "equal", json_object_new_boolean(!verify_table_differs(table)));
+	json_object_object_add(object, "compared", json_object_new_boolean(table->comparable));
+	json_object_object_add(object, "compared_as", json_object_new_string(table->keyless ? "multiset" : "key"));
+	json_object_object_add(object, "key", key);
+	json_object_object_add(object, "lsn", verify_json_lsn(r->lsn));
+	json_object_object_add(object, "rows_source", json_object_new_int64(r->rows_source));
+	json_object_object_add(object, "rows_target", json_object_new_int64(r->rows_target));
+	json_object_object_add(object, "leaves", json_object_new_int(table->comparable ? table->nleaves : 0));
+	json_object_object_add(object, "leaves_differing", json_object_new_int(r->leaves_differing));
+	json_object_object_add(object, "missing", json_object_new_int64(r->missing));
+	json_object_object_add(object, "extra", json_object_new_int64(r->extra));
+	json_object_object_add(object, "changed", json_object_new_int64(r->changed));
+	json_object_object_add(object, "schema_issues", issues);
+	json_object_object_add(object, "seconds", json_object_new_double(r->seconds));
+	json_object_object_add(object, "truncated", json_object_new_boolean(r->truncated));
+	if (ctx->options->repair)
+	{
+		json_object_object_add(object, "repaired", json_object_new_int64(r->repaired));
+		json_object_object_add(object, "repair_skipped", verify_json_string_or_null(r->repair_skipped));
+	}
+	if (with_differences)
+	{
+		json_object *list = json_object_new_array();
+
+		for (int i = 0; list != NULL && i < r->ndifferences; i++)
+			json_object_array_add(list, verify_json_difference(table, &r->differences[i]));
+		json_object_object_add(object, "differences", list);
+	}
+	return object;
+}
+
+typedef struct VerifyTotals
+{
+	int64_t rows;
+	int leaves;
+	int64_t missing;
+	int64_t extra;
+	int64_t changed;
+	int schema_issues;
+	int tables_differing;
+	int64_t repaired;
+	bool all_repaired;
+} VerifyTotals;
+
+static void
+verify_totals(const VerifyContext *ctx, VerifyTotals *totals)
+{
+	memset(totals, 0, sizeof(*totals));
+	totals->all_repaired = ctx->options->repair;
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		const ParityTable *table = ctx->tables[i];
+		const ParityTableResult *r = &table->result;
+
+		totals->rows += r->rows_source;
+		totals->leaves += table->comparable ? table->nleaves : 0;
+		totals->missing += r->missing;
+		totals->extra += r->extra;
+		totals->changed += r->changed;
+		totals->schema_issues += table->nschema_issues;
+		totals->repaired += r->repaired;
+		if (verify_table_differs(table))
+		{
+			totals->tables_differing++;
+			if (!verify_table_repaired(table))
+				totals->all_repaired = false;
+		}
+	}
+}
+
+static json_object *
+verify_json_document(const VerifyContext *ctx, const VerifyTotals *totals)
+{
+	json_object *root = json_object_new_object();
+	json_object *tables = json_object_new_array();
+	json_object *sums = json_object_new_object();
+	char when[40];
+	const char *result;
+
+	if (root == NULL || tables == NULL || sums == NULL)
+	{
+		json_object_put(root);
+		json_object_put(tables);
+		json_object_put(sums);
+		return NULL;
+	}
+	if (totals->tables_differing == 0)
+		result = "equal";
+	else if (totals->all_repaired)
+		result = "repaired";
+	else
+		result = "different";
+	verify_format_time(ctx->started_unix_us, when, sizeof(when), false);
+	json_object_object_add(root, "result", json_object_new_string(result));
+	json_object_object_add(root, "verified_at", json_object_new_string(when));
+	json_object_object_add(root, "common_point", json_object_new_boolean(ctx->barrier));
+	if (!ctx->barrier)
+		json_object_object_add(root, "warning",
+							   json_object_new_string("no agent was running: source and target were compared "
+													  "without a common point, differences may be changes in flight"));
+	json_object_object_add(root, "publication", verify_json_string_or_null(ctx->publication));
+	json_object_object_add(root, "jobs", json_object_new_int(ctx->njobs));
+	json_object_object_add(root, "repair", json_object_new_boolean(ctx->options->repair));
+	json_object_object_add(root, "seconds", json_object_new_double(ctx->compare_seconds));
+	json_object_object_add(root, "rows_per_second_per_side",
+						   json_object_new_double(ctx->compare_seconds > 0 ? (double) totals->rows / ctx->compare_seconds : 0));
+	json_object_object_add(root, "bytes_received", json_object_new_int64((int64_t) ctx->bytes_received));
+	json_object_object_add(root, "bytes_sent", json_object_new_int64((int64_t) ctx->bytes_sent));
+	json_object_object_add(root, "report", ctx->report_path[0] ? json_object_new_string(ctx->report_path) : NULL);
+	json_object_object_add(sums, "tables", json_object_new_int(ctx->ntables));
+	json_object_object_add(sums, "tables_differing", json_object_new_int(totals->tables_differing));
+	json_object_object_add(sums, "rows", json_object_new_int64(totals->rows));
+	json_object_object_add(sums, "leaves", json_object_new_int(totals->leaves));
+	json_object_object_add(sums, "missing", json_object_new_int64(totals->missing));
+	json_object_object_add(sums, "extra", json_object_new_int64(totals->extra));
+	json_object_object_add(sums, "changed", json_object_new_int64(totals->changed));
+	json_object_object_add(sums, "schema_issues", json_object_new_int(totals->schema_issues));
+	if (ctx->options->repair)
+		json_object_object_add(sums, "repaired", json_object_new_int64(totals->repaired));
+	json_object_object_add(root, "totals", sums);
+	for (int i = 0; i < ctx->ntables; i++)
+		json_object_array_add(tables, verify_json_table(ctx, ctx->tables[i], true));
+	json_object_object_add(root, "tables", tables);
+	return root;
+}
+
+/* Writes text to path through a temporary file and a rename, mode 0600. */
+static bool
+verify_write_file(const char *path, const char *text)
+{
+	char temp[PATH_MAX + 16];
+	size_t length = strlen(text);
+	size_t done = 0;
+	int fd;
+	bool ok = false;
+
+	snprintf(temp, sizeof(temp), "%s.tmp", path);
+	fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+	{
+		log_error("could not create file \"%s\": %m", temp);
+		return false;
+	}
+	while (done < length)
+	{
+		ssize_t n = write(fd, text + done, length - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+		{
+			log_error("could not write file \"%s\": %m", temp);
+			goto cleanup;
+		}
+		done += (size_t) n;
+	}
+	if (write(fd, "\n", 1) != 1 || fsync(fd) != 0)
+	{
+		log_error("could not write file \"%s\": %m", temp);
+		goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	close(fd);
+	if (ok && rename(temp, path) != 0)
+	{
+		log_error("could not rename file \"%s\" to \"%s\": %m", temp, path);
+		ok = false;
+	}
+	if (!ok)
+		unlink(temp);
+	return ok;
+}
+
+static bool
+verify_parity_dir(const VerifyContext *ctx, char *dir, size_t size)
+{
+	if (!state_dir_ensure(ctx->options->state_dir))
+		return false;
+	if ((size_t) snprintf(dir, size, "%s/parity", ctx->options->state_dir) >= size)
+	{
+		log_error("state directory path \"%s\" is too long", ctx->options->state_dir);
+		return false;
+	}
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+	{
+		log_error("could not create directory \"%s\": %m", dir);
+		return false;
+	}
+	return true;
+}
+
+/* latest.json: the last result of every table ever verified, for status and the dashboard. */
+static bool
+verify_update_latest(const VerifyContext *ctx, const char *dir)
+{
+	char path[PATH_MAX];
+	char when[40];
+	json_object *root = NULL;
+	json_object *tables = NULL;
+	const char *text;
+	bool ok = false;
+
+	if ((size_t) snprintf(path, sizeof(path), "%s/latest.json", dir) >= sizeof(path))
+	{
+		log_error("parity directory path \"%s\" is too long", dir);
+		return false;
+	}
+	if (access(path, F_OK) == 0)
+		root = json_object_from_file(path);
+	if (root == NULL || !json_object_is_type(root, json_type_object))
+	{
+		json_object_put(root);
+		root = json_object_new_object();
+	}
+	if (root == NULL)
+		goto cleanup;
+	if (!json_object_object_get_ex(root, "tables", &tables) || !json_object_is_type(tables, json_type_object))
+	{
+		tables = json_object_new_object();
+		if (tables == NULL)
+			goto cleanup;
+		json_object_object_add(root, "tables", tables);
+	}
+	verify_format_time(ctx->started_unix_us, when, sizeof(when), false);
+	json_object_object_add(root, "updated_at", json_object_new_string(when));
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		const ParityTable *table = ctx->tables[i];
+		const ParityTableResult *r = &table->result;
+		json_object *entry = json_object_new_object();
+
+		if (entry == NULL)
+			goto cleanup;
+		json_object_object_add(entry, "verified_at", json_object_new_string(when));
+		json_object_object_add(entry, "lsn", verify_json_lsn(r->lsn));
+		json_object_object_add(entry, "common_point", json_object_new_boolean(ctx->barrier));
+		json_object_object_add(entry, "equal", json_object_new_boolean(!verify_table_differs(table)));
+		json_object_object_add(entry, "rows_compared", json_object_new_int64(r->rows_source));
+		json_object_object_add(entry, "missing", json_object_new_int64(r->missing));
+		json_object_object_add(entry, "extra", json_object_new_int64(r->extra));
+		json_object_object_add(entry, "changed", json_object_new_int64(r->changed));
+		json_object_object_add(entry, "schema_issues", json_object_new_int(table->nschema_issues));
+		if (ctx->options->repair)
+			json_object_object_add(entry, "repaired", json_object_new_int64(r->repaired));
+		json_object_object_add(entry, "report", json_object_new_string(ctx->report_path));
+		json_object_object_add(tables, table->display, entry);
+	}
+	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+										  JSON_C_TO_STRING_NOSLASHESCAPE);
+	ok = text != NULL && verify_write_file(path, text);
+
+cleanup:
+	if (!ok)
+		log_error("could not update \"%s\"", path);
+	json_object_put(root);
+	return ok;
+}
+
+/* A value as it fits on one line: NULL, quoted, shortened. */
+static void
+verify_show_value(const char *value, char *buf, size_t size)
+{
+	size_t used = 0;
+
+	if (value == NULL)
+	{
+		snprintf(buf, size, "NULL");
+		return;
+	}
+	buf[used++] = '\'';
+	for (const char *p = value; *p && used + 6 < size; p++)
+	{
+		if (used >= VERIFY_VALUE_WIDTH)
+		{
+			memcpy(buf + used, "...", 3);
+			used += 3;
+			break;
+		}
+		buf[used++] = (*p == '\n' || *p == '\t' || *p == '\r') ? ' ' : *p;
+	}
+	buf[used++] = '\'';
+	buf[used] = '\0';
+}
+
+static void
+verify_print_key(const ParityTable *table, char *const *key)
+{
+	printf("(");
+	for (int k = 0; k < table->nkeys; k++)
+		printf("%s%s", k > 0 ? ", " : "", table->columns[table->key[k]].quoted);
+	printf(")=(");
+	for (int k = 0; k < table->nkeys; k++)
+		printf("%s%s", k > 0 ? ", " : "", key[k]);
+	printf(")");
+}
+
+static void
+verify_print_differences(const ParityTable *table)
+{
+	const ParityTableResult *r = &table->result;
+	char a[VERIFY_VALUE_WIDTH + 8];
+	char b[VERIFY_VALUE_WIDTH + 8];
+	int shown = r->ndifferences < VERIFY_PRINT_DIFFERENCES ? r->ndifferences : VERIFY_PRINT_DIFFERENCES;
+
+	for (int i = 0; i < shown; i++)
+	{
+		const ParityDifference *diff = &r->differences[i];
+
+		printf("  %s: %s ", table->display, parity_diff_kind_name(diff->kind));
+		if (table->keyless)
+		{
+			printf("%" PRId64 " cop%s of a row (hash %s)", diff->copies, diff->copies == 1 ? "y" : "ies",
+				   diff->key[0]);
+			if (diff->row != NULL)
+			{
+				printf(": ");
+				for (int c = 0; c < table->ncolumns; c++)
+				{
+					verify_show_value(diff->row[c], a, sizeof(a));
+					printf("%s%s=%s", c > 0 ? ", " : "", table->columns[c].quoted, a);
+				}
+			}
+			printf("\n");
+			continue;
+		}
+		verify_print_key(table, diff->key);
+		for (int c = 0; c < diff->ncolumns; c++)
+		{
+			verify_show_value(diff->columns[c].source_value, a, sizeof(a));
+			verify_show_value(diff->columns[c].target_value, b, sizeof(b));
+			printf("%s %s: source %s, target %s", c > 0 ? ";" : ":",
+				   table->columns[diff->columns[c].column].quoted, a, b);
+		}
+		printf("\n");
+	}
+	if (r->missing + r->extra + r->changed > shown)
+		printf("  %s: ... and %" PRId64 " more in the report\n", table->display,
+			   r->missing + r->extra + r->changed - shown);
+}
+
+static void
+verify_print_text(const VerifyContext *ctx, const VerifyTotals *totals)
+{
+	Lsn first = 0;
+	Lsn last = 0;
+	char a[LSN_FORMAT_SIZE];
+	char b[LSN_FORMAT_SIZE];
+
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		Lsn lsn = ctx->tables[i]->result.lsn;
+
+		if (lsn != 0 && (first == 0 || lsn < first))
+			first = lsn;
+		if (lsn > last)
+			last = lsn;
+	}
+	if (!ctx->barrier)
+		printf("compared WITHOUT a common point (no agent is running): differences may be changes in flight\n");
+	else if (first == last)
+		printf("compared at %s, the agent's applier held at the same point (%d jobs)\n", lsn_format(first, a),
+			   ctx->njobs);
+	else
+		printf("compared at %s to %s (a common point per batch of tables, the agent's applier held at each; "
+			   "%d jobs)\n", lsn_format(first, a), lsn_format(last, b), ctx->njobs);
+	printf("%-40s %12s %7s %8s %8s %8s %7s %9s\n", "TABLE", "ROWS", "LEAVES", "MISSING", "EXTRA", "CHANGED",
+		   "SCHEMA", "TIME");
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		const ParityTable *t = ctx->tables[i];
+		const ParityTableResult *r = &t->result;
+
+		if (strlen(t->display) > 40)
+			printf("%s\n%-40s", t->display, "");
+		else
+			printf("%-40s", t->display);
+		printf(" %12" PRId64 " %7d %8" PRId64 " %8" PRId64 " %8" PRId64 " %7d %7.2f s\n", r->rows_source,
+			   t->comparable ? t->nleaves : 0, r->missing, r->extra, r->changed, t->nschema_issues, r->seconds);
+	}
+	printf("%-40s %12" PRId64 " %7d %8" PRId64 " %8" PRId64 " %8" PRId64 " %7d %7.2f s\n", "total", totals->rows,
+		   totals->leaves, totals->missing, totals->extra, totals->changed, totals->schema_issues,
+		   ctx->compare_seconds);
+	printf("%.2f M rows/s per side, %.1f MB received, %.1f MB sent\n",
+		   ctx->compare_seconds > 0 ? (double) totals->rows / ctx->compare_seconds / 1e6 : 0.0,
+		   (double) ctx->bytes_received / 1e6, (double) ctx->bytes_sent / 1e6);
+
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		const ParityTable *t = ctx->tables[i];
+
+		if (t->keyless && t->comparable)
+			printf("  %s: compared as multiset (no primary key)\n", t->display);
+		for (int s = 0; s < t->nschema_issues; s++)
+			printf("  %s: schema: %s\n", t->display, t->schema_issues[s]);
+		verify_print_differences(t);
+		if (t->result.truncated)
+			printf("  %s: more than %d differences: the report lists the first %d\n", t->display,
+				   PARITY_MAX_DIFFERENCES, PARITY_MAX_DIFFERENCES);
+		if (ctx->options->repair && t->result.repaired > 0)
+			printf("  %s: repaired %" PRId64 " rows\n", t->display, t->result.repaired);
+		if (ctx->options->repair && t->result.repair_skipped != NULL)
+			printf("  %s: not repaired: %s\n", t->display, t->result.repair_skipped);
+	}
+	if (totals->tables_differing == 0)
+		printf("result: equal, %" PRId64 " rows in %d tables\n", totals->rows, ctx->ntables);
+	else if (totals->all_repaired)
+		printf("result: %d table%s differed and %s repaired (%" PRId64 " rows written)\n",
+			   totals->tables_differing, totals->tables_differing == 1 ? "" : "s",
+			   totals->tables_differing == 1 ? "was" : "were", totals->repaired);
+	else
+		printf("result: %d of %d tables differ%s (%" PRId64 " missing, %" PRId64 " extra, %" PRId64
+			   " changed, %d schema issues)\n", totals->tables_differing, ctx->ntables,
+			   totals->tables_differing == 1 ? "s" : "", totals->missing,
+			   totals->extra, totals->changed, totals->schema_issues);
+	if (ctx->report_path[0])
+		printf("report: %s\n", ctx->report_path);
+}
+
+static bool
+verify_report(VerifyContext *ctx)
+{
+	VerifyTotals totals;
+	json_object *document = NULL;
+	char dir[PATH_MAX];
+	char stamp[40];
+	const char *text;
+	bool files_ok = false;
+	bool ok = false;
+
+	verify_totals(ctx, &totals);
+	if (verify_parity_dir(ctx, dir, sizeof(dir)))
+	{
+		verify_format_time(ctx->started_unix_us, stamp, sizeof(stamp), true);
+		if ((size_t) snprintf(ctx->report_path, sizeof(ctx->report_path), "%s/%s.json", dir, stamp) >=
+			sizeof(ctx->report_path))
+			ctx->report_path[0] = '\0';
+	}
+	document = verify_json_document(ctx, &totals);
+	if (document == NULL)
+	{
+		log_error("out of memory");
+		goto cleanup;
+	}
+	text = json_object_to_json_string_ext(document, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+										  JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text == NULL)
+	{
+		log_error("out of memory");
+		goto cleanup;
+	}
+	if (ctx->report_path[0] && !verify_write_file(ctx->report_path, text))
+		ctx->report_path[0] = '\0';
+	files_ok = ctx->report_path[0] != '\0' && verify_update_latest(ctx, dir);
+	if (ctx->options->json)
+		printf("%s\n", text);
+	else
+		verify_print_text(ctx, &totals);
+	fflush(stdout);
+	/* the result is out either way; a report that could not be written is still a failure */
+	ok = files_ok;
+
+cleanup:
+	json_object_put(document);
+	return ok;
+}
+
+/* ---- the command ------------------------------------------------------------------------ */
+
+/* Is an agent running on the state directory? Sets ctx->barrier. Returns false on an error. */
+static bool
+verify_probe_agent(VerifyContext *ctx)
+{
+	ControlResponse *response = NULL;
+	bool no_agent = false;
+	bool ok = false;
+
+	if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS, VERIFY_CONTROL_TIMEOUT_MS,
+						 &response, &no_agent))
+	{
+		if (no_agent)
+		{
+			ctx->barrier = false;
+			ok = true;
+		}
+		goto cleanup;
+	}
+	if (!response->ok)
+	{
+		log_error("the agent on state directory \"%s\" refused a status request: %s", ctx->options->state_dir,
+				  response->message);
+		goto cleanup;
+	}
+	ctx->barrier = true;
+	ok = true;
+
+cleanup:
+	control_response_free(response);
+	return ok;
+}
+
+static bool
+verify_load_publication(VerifyContext *ctx)
+{
+	AgentState *state = NULL;
+	bool ok = false;
+
+	if (ctx->options->tables != NULL)
+		return true;
+	if (!state_load(ctx->options->state_dir, &state))
+		goto cleanup;
+	if (state == NULL || state->publication_name == NULL || state->publication_name[0] == '\0')
+	{
+		log_error("no migration state in \"%s\": cannot tell which tables to verify", ctx->options->state_dir);
+		log_hint("Name the state directory of the migration with --state-dir, or the tables with --table.");
+		goto cleanup;
+	}
+	ctx->publication = strdup(state->publication_name);
+	ok = ctx->publication != NULL;
+	if (!ok)
+		log_error("out of memory");
+
+cleanup:
+	state_free(state);
+	return ok;
+}
+
+static int
+verify_exit_for(const ParityError *error)
+{
+	return error->side == PARITY_SIDE_TARGET ? EXIT_TARGET : EXIT_SOURCE;
+}
+
+int
+verify_run(const CliOptions *options)
+{
+	VerifyContext ctx;
+	bool compared = false;
+	int rc = EXIT_INTERNAL;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.options = options;
+	ctx.njobs = options->jobs >= 1 ? options->jobs : 2;
+	if (ctx.njobs > VERIFY_MAX_JOBS)
+		ctx.njobs = VERIFY_MAX_JOBS;
+	ctx.started_unix_us = verify_unix_us();
+	log_set_thread_name("verify");
+
+	if (options->source == NULL || options->target == NULL)
+	{
+		fprintf(stderr, "switchyard: command \"verify\" needs --source and --target "
+				"(or SWITCHYARD_SOURCE and SWITCHYARD_TARGET)\n"
+				"Try \"switchyard --help\" for more information.\n");
+		return EXIT_USAGE;
+	}
+	if (!verify_probe_agent(&ctx))
+		goto cleanup;
+	if (!ctx.barrier)
+	{
+		if (options->repair)
+		{
+			log_error("--repair needs the running agent: no agent is running on state directory \"%s\"",
+					  options->state_dir);
+			log_hint("The repair writes the source's rows while the agent's applier is held at the same "
+					 "point; start the agent (switchyard run) first.");
+			rc = EXIT_NO_AGENT;
+			goto cleanup;
+		}
+		log_warning("no agent is running on state directory \"%s\": comparing without a common point",
+					options->state_dir);
+		log_detail("Rows changed on the source while verify runs may show as differences.");
+	}
+	if (!verify_load_publication(&ctx))
+	{
+		rc = EXIT_NO_AGENT;
+		goto cleanup;
+	}
+	ctx.source = conninfo_connect(options->source, CONN_NORMAL, "verify", "source");
+	if (ctx.source == NULL)
+	{
+		rc = EXIT_SOURCE;
+		goto cleanup;
+	}
+	ctx.target = conninfo_connect(options->target, CONN_NORMAL, "verify", "target");
+	if (ctx.target == NULL)
+	{
+		rc = EXIT_TARGET;
+		goto cleanup;
+	}
+	if (!verify_prepare_tables(&ctx) || !verify_connect_workers(&ctx))
+	{
+		rc = verify_exit_for(&ctx.error);
+		goto cleanup;
+	}
+	compared = verify_compare_all(&ctx);
+	if (!compared)
+	{
+		log_error("verify failed: %s", ctx.error.message[0] ? ctx.error.message : "see the messages above");
+		rc = ctx.exit_status != 0 ? ctx.exit_status : verify_exit_for(&ctx.error);
+		goto cleanup;
+	}
+	if (!verify_report(&ctx))
+	{
+		rc = EXIT_INTERNAL;
+		goto cleanup;
+	}
+	{
+		VerifyTotals totals;
+
+		verify_totals(&ctx, &totals);
+		rc = totals.tables_differing == 0 || totals.all_repaired ? EXIT_OK : EXIT_PARITY;
+	}
+
+cleanup:
+	if (ctx.hold_active)
+		(void) verify_release(&ctx);
+	for (int i = 0; ctx.pairs != NULL && i < ctx.njobs; i++)
+	{
+		if (ctx.pairs[i].source != NULL)
+			PQfinish(ctx.pairs[i].source);
+		if (ctx.pairs[i].target != NULL)
+			PQfinish(ctx.pairs[i].target);
+	}
+	free(ctx.pairs);
+	if (ctx.source != NULL)
+		PQfinish(ctx.source);
+	if (ctx.target != NULL)
+		PQfinish(ctx.target);
+	for (int i = 0; i < ctx.ntables; i++)
+		parity_table_free(ctx.tables[i]);
+	free(ctx.tables);
+	free(ctx.publication);
+	return rc;
+}
