@@ -23,6 +23,7 @@
 #include "switchyard/conninfo.h"
 #include "switchyard/control.h"
 #include "switchyard/copy.h"
+#include "switchyard/cutover.h"
 #include "switchyard/exitcode.h"
 #include "switchyard/guard.h"
 #include "switchyard/http.h"
@@ -32,6 +33,7 @@
 #include "switchyard/spool.h"
 #include "switchyard/state.h"
 #include "switchyard/status.h"
+#include "switchyard/verify.h"
 
 #define AGENT_TICK_MS 100
 #define AGENT_SOURCE_POLL_MS 1000
@@ -53,6 +55,9 @@ typedef struct Agent
 	Guard *guard;                 /* the target guard: CONNECT revoked, sessions watched */
 	GuardStats guard_stats;       /* the last agent_fill_status read: its strings back the status */
 	Copy *copy;
+	Cutover *cutover;             /* the cutover in progress or finished, if any */
+	CutoverStatus cutover_status; /* the last agent_fill_status read: its strings back the status */
+	bool cutover_reported;
 	PGconn *export_conn;          /* replication session holding the copy snapshot exported */
 	char *snapshot_name;
 	bool copy_wanted;
@@ -553,6 +558,16 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
 	status->started_at_unix = agent->started_at;
 	status->hold_lsn = astats->hold_lsn;
 	status->held = astats->held;
+	if (agent->cutover != NULL)
+	{
+		cutover_get_status(agent->cutover, &agent->cutover_status);
+		status->cutover_active = true;
+		status->cutover_step = cutover_step_name(agent->cutover_status.step);
+		status->cutover_finished = agent->cutover_status.finished;
+		status->cutover_succeeded = agent->cutover_status.succeeded;
+		status->cutover_pause_ms = agent->cutover_status.pause_ms;
+		status->cutover_message = agent->cutover_status.message;
+	}
 	if (agent->copy != NULL)
 	{
 		CopyProgress progress;
@@ -582,6 +597,70 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
 	}
 }
 
+/*
+ * Final parity inside the fence: writes are stopped and the stream drained, so both sides
+ * hold still and are compared as they are.
+ */
+static bool
+agent_final_parity(void *arg, bool *clean, uint64_t *rows, char *why, size_t whylen)
+{
+	Agent *agent = arg;
+
+	return verify_compare_now(agent->options, agent->state->publication_name, clean, rows, why, whylen);
+}
+
+static void
+agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse *response)
+{
+	CutoverOptions options = {0};
+	CutoverStatus status;
+
+	if (agent->cutover != NULL)
+	{
+		cutover_get_status(agent->cutover, &status);
+		if (!status.finished || status.succeeded)
+		{
+			response->message = strdup(status.finished ? "the cutover is done already" : "a cutover is running");
+			return;
+		}
+		cutover_free(agent->cutover);
+		agent->cutover = NULL;
+	}
+	if (agent->copy != NULL || agent->applier == NULL)
+	{
+		response->message = strdup("the initial copy has not finished: cutover refused");
+		return;
+	}
+	if (request == NULL)
+	{
+		response->message = strdup("malformed cutover request");
+		return;
+	}
+	options.state_dir = agent->options->state_dir;
+	options.source_conninfo = agent->options->source;
+	options.target_conninfo = agent->options->target;
+	options.pgbouncer = request->pgbouncer;
+	options.pgbouncer_db = request->pgbouncer_db;
+	options.pgbouncer_ini = request->pgbouncer_ini;
+	options.dry_run = request->dry_run;
+	options.manual_fence = request->manual_fence;
+	options.max_pause_ms = (int) request->max_pause_ms;
+	options.max_lag_bytes = request->max_lag_bytes;
+	options.fail_at = request->fail_at;
+	options.applier = agent->applier;
+	options.guard = agent->guard;
+	options.final_parity = agent_final_parity;
+	options.final_parity_arg = agent;
+	if (!cutover_start(&options, &agent->cutover))
+	{
+		response->message = strdup("could not start the cutover");
+		return;
+	}
+	agent->cutover_reported = false;
+	response->ok = true;
+	response->message = strdup(request->dry_run ? "cutover preflight started" : "cutover started");
+}
+
 static void
 agent_on_control(const ControlRequest *request, ControlResponse *response, void *arg)
 {
@@ -606,6 +685,9 @@ agent_on_control(const ControlRequest *request, ControlResponse *response, void 
 			agent->stop_requested = true;
 			response->ok = true;
 			response->message = strdup("stopping");
+			break;
+		case CONTROL_REQUEST__COMMAND__CUTOVER:
+			agent_begin_cutover(agent, request->cutover, response);
 			break;
 		default:
 			response->ok = false;
@@ -789,6 +871,24 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 		agent_watch_copy(agent, now);
 		return;
 	}
+	if (agent->cutover != NULL && !agent->cutover_reported)
+	{
+		CutoverStatus cstatus;
+
+		cutover_get_status(agent->cutover, &cstatus);
+		if (cstatus.finished)
+		{
+			agent->cutover_reported = true;
+			if (cstatus.succeeded && cstatus.step == CUTOVER_DONE)
+			{
+				/* the application writes to the target now: streaming ends, the slot stays */
+				agent_set_phase(agent, "done");
+				agent->stop_requested = true;
+				agent->exit_code = EXIT_OK;
+				return;
+			}
+		}
+	}
 	apply_get_stats(agent->applier, &astats);
 	receiver_set_applied(agent->receiver, astats.applied_lsn);
 	if (astats.stopped)
@@ -963,7 +1063,8 @@ agent_shutdown(Agent *agent)
 		event_del(&agent->sigterm);
 		event_del(&agent->sigint);
 	}
-	agent_set_phase(agent, "stopped");
+	if (strcmp(agent->phase, "done") != 0)
+		agent_set_phase(agent, "stopped");
 	if (agent->state != NULL && !agent_save_state(agent))
 		log_warning("could not save the agent state");
 }
@@ -999,6 +1100,20 @@ agent_run(const CliOptions *options)
 		return EXIT_INTERNAL;
 	if (!state_load(options->state_dir, &agent.state))
 		goto cleanup;
+	{
+		bool switched = false;
+
+		/* an interrupted cutover is rolled back before anything else happens */
+		if (!cutover_recover(options->state_dir, &switched))
+			goto cleanup;
+		if (switched)
+		{
+			log_error("this migration was cut over: the application uses the target now");
+			log_hint("run switchyard cleanup to drop the slot, publication and origin");
+			code = EXIT_USAGE;
+			goto cleanup;
+		}
+	}
 	if (agent.state == NULL)
 	{
 		/* the names are kept from the start, so a failed first run is continued, not forgotten */

@@ -24,12 +24,16 @@
 #define APPLY_IDLE_WAIT_MS 100         /* spool wait when nothing is in flight: sees stop requests */
 #define APPLY_RESULT_WAIT_MS 2         /* socket wait when results are due and the spool is dry */
 #define APPLY_RING_SIZE 4096           /* statements in flight at most */
+#define APPLY_INFLIGHT_BYTES (4 * 1024 * 1024)  /* and parameter bytes: bounds libpq's buffers */
 #define APPLY_PUMP_EVERY 64            /* read results every so many statements */
 #define APPLY_DURABLE_INTERVAL_US INT64_C(1000000)
 #define APPLY_DURABLE_QUEUE_SIZE 1024
 #define APPLY_MAX_STATEMENTS 2000      /* prepared statements per session before DEALLOCATE ALL */
 #define APPLY_CONNECT_TIMEOUT_US INT64_C(30000000)
 #define APPLY_MISSING_ROW_LOG_US INT64_C(10000000)
+#define APPLY_GROUP_ROWS 64            /* consecutive inserts sent as one statement */
+#define APPLY_GROUP_BYTES (256 * 1024)
+#define APPLY_MAX_PARAMS 65535         /* the protocol's limit per statement */
 
 typedef enum ApplyOutcome
 {
@@ -52,6 +56,7 @@ typedef struct ApplyRelation
 	ApplySqlColumn *columns;   /* names owned here */
 	uint32_t *type_oids;
 	int32_t *typmods;
+	char **type_names;         /* the target's column types, for multi-row UPDATE casts */
 	bool resolved;             /* looked up on the target during this session */
 	ApplySqlTable table;
 } ApplyRelation;
@@ -92,6 +97,8 @@ typedef struct ApplyPending
 	int64_t commit_time;
 	uint32_t transactions;
 	uint64_t changes;
+	uint32_t rows;             /* CHANGE: rows in the statement */
+	size_t bytes;              /* parameter bytes sent with it */
 } ApplyPending;
 
 typedef struct ApplyDurableItem
@@ -134,6 +141,7 @@ struct Applier
 	size_t ring_head;
 	size_t ring_count;
 	bool head_done;            /* the head's result arrived; its NULL terminator is next */
+	size_t inflight_bytes;
 	int unflushed;             /* statements sent since the last Sync or Flush request */
 	int since_pump;
 	PGresult *catalog_result;
@@ -178,6 +186,42 @@ struct Applier
 
 	int64_t missing_rows_logged_at;
 	uint64_t missing_rows_suppressed;
+
+	/*
+	 * Consecutive inserts (or key-matched updates of distinct rows) of one relation and
+	 * column set, copied here and sent as one multi-row statement.
+	 */
+	ApplyRelation *group_rel;
+	char group_kind;           /* 'I' or 'U' */
+	uint8_t *group_roles;      /* the shared plan's roles (ncols) */
+	size_t group_roles_cap;
+	uint64_t group_keys[APPLY_GROUP_ROWS];  /* hashes of the updated rows' keys */
+	int group_rows;
+	int group_width;           /* parameters per row */
+	bool group_binary;
+	Lsn group_first_lsn;
+	char *group_data;
+	size_t group_len;
+	size_t group_cap;
+	size_t *group_offsets;     /* per parameter into group_data; SIZE_MAX for NULL */
+	int *group_lengths;
+	int *group_formats;
+	const char **group_values;
+	size_t group_param_cap;
+};
+
+/* Sent often and identical every time: prepared once per session. */
+static const struct
+{
+	const char *name;
+	const char *sql;
+	int nparams;
+} apply_control[] = {
+	{"sy_begin", "BEGIN", 0},
+	{"sy_commit", "COMMIT", 0},
+	{"sy_origin", "SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn, "
+	 "$2::pg_catalog.timestamptz)", 2},
+	{"sy_progress", "SELECT pg_catalog.pg_replication_origin_progress($1, true)", 1},
 };
 
 static int64_t
@@ -236,6 +280,9 @@ apply_relation_free(ApplyRelation *rel)
 		return;
 	for (uint16_t i = 0; rel->columns && i < rel->ncols; i++)
 		free((char *) rel->columns[i].name);
+	for (uint16_t i = 0; rel->type_names && i < rel->ncols; i++)
+		free(rel->type_names[i]);
+	free(rel->type_names);
 	free(rel->columns);
 	free(rel->type_oids);
 	free(rel->typmods);
@@ -321,8 +368,9 @@ apply_relation_new(Applier *a, const PgoutputMessage *m)
 	rel->columns = calloc(ncols ? ncols : 1, sizeof(*rel->columns));
 	rel->type_oids = calloc(ncols ? ncols : 1, sizeof(*rel->type_oids));
 	rel->typmods = calloc(ncols ? ncols : 1, sizeof(*rel->typmods));
+	rel->type_names = calloc(ncols ? ncols : 1, sizeof(*rel->type_names));
 	if (!rel->nspname || !rel->relname || !rel->display || !rel->columns || !rel->type_oids ||
-		!rel->typmods)
+		!rel->typmods || !rel->type_names)
 		goto fail;
 	for (uint16_t i = 0; i < ncols; i++)
 	{
@@ -451,6 +499,7 @@ apply_push(Applier *a, ApplyOp op)
 static void
 apply_pop(Applier *a)
 {
+	a->inflight_bytes -= a->ring[a->ring_head].bytes;
 	a->ring_head = (a->ring_head + 1) % APPLY_RING_SIZE;
 	a->ring_count--;
 	a->head_done = false;
@@ -537,10 +586,21 @@ apply_describe(const ApplyPending *p, char *buf, size_t len)
 		case APPLY_OP_PREPARE:
 		case APPLY_OP_CHANGE:
 		case APPLY_OP_TRUNCATE:
-			snprintf(buf, len, "%s%s on %s at source LSN %s",
-					 p->op == APPLY_OP_PREPARE ? "preparing " : "",
-					 pgoutput_kind_name((PgoutputKind) p->change),
-					 p->rel ? p->rel->display : "?", lsn_format(p->lsn, lsn));
+			if (p->rel == NULL)
+			{
+				snprintf(buf, len, "preparing transaction control statements");
+				break;
+			}
+			if (p->rows > 1)
+				snprintf(buf, len, "%s%s of %u rows on %s at source LSN %s and after",
+						 p->op == APPLY_OP_PREPARE ? "preparing " : "",
+						 pgoutput_kind_name((PgoutputKind) p->change), p->rows, p->rel->display,
+						 lsn_format(p->lsn, lsn));
+			else
+				snprintf(buf, len, "%s%s on %s at source LSN %s",
+						 p->op == APPLY_OP_PREPARE ? "preparing " : "",
+						 pgoutput_kind_name((PgoutputKind) p->change), p->rel->display,
+						 lsn_format(p->lsn, lsn));
 			break;
 		case APPLY_OP_ORIGIN:
 		case APPLY_OP_COMMIT:
@@ -600,7 +660,7 @@ apply_report_connection_error(Applier *a, const char *doing)
 }
 
 static void
-apply_missing_row(Applier *a, const ApplyPending *p)
+apply_missing_row(Applier *a, const ApplyPending *p, uint64_t missing)
 {
 	int64_t now = apply_now_us();
 	char lsn[LSN_FORMAT_SIZE];
@@ -608,12 +668,13 @@ apply_missing_row(Applier *a, const ApplyPending *p)
 	/* the native worker skips such rows too; parity reports the difference */
 	if (a->missing_rows_logged_at != 0 && now - a->missing_rows_logged_at < APPLY_MISSING_ROW_LOG_US)
 	{
-		a->missing_rows_suppressed++;
+		a->missing_rows_suppressed += missing;
 		return;
 	}
-	log_warning("row to %s not found on the target in %s at source LSN %s",
-				p->change == 'U' ? "update" : "delete", p->rel ? p->rel->display : "?",
-				lsn_format(p->lsn, lsn));
+	log_warning("%" PRIu64 " row%s to %s not found on the target in %s at source LSN %s%s", missing,
+				missing == 1 ? "" : "s", p->change == 'U' ? "update" : "delete",
+				p->rel ? p->rel->display : "?", lsn_format(p->lsn, lsn),
+				p->rows > 1 ? " and after" : "");
 	if (a->missing_rows_suppressed > 0)
 		log_detail("%" PRIu64 " more missing rows since the last such message",
 				   a->missing_rows_suppressed);
@@ -653,8 +714,14 @@ apply_handle_result(Applier *a, const ApplyPending *p, PGresult *res)
 			break;
 		case APPLY_OP_CHANGE:
 			ok = (status == PGRES_COMMAND_OK);
-			if (ok && p->change != 'I' && strcmp(PQcmdTuples(res), "0") == 0)
-				apply_missing_row(a, p);
+			if (ok && p->change != 'I')
+			{
+				uint64_t expected = p->rows > 1 ? p->rows : 1;
+				uint64_t done = strtoull(PQcmdTuples(res), NULL, 10);
+
+				if (done < expected)
+					apply_missing_row(a, p, expected - done);
+			}
 			break;
 		case APPLY_OP_COMMIT:
 			/* COMMIT of a failed transaction reports ROLLBACK */
@@ -788,10 +855,18 @@ apply_wait_in_flight(Applier *a, size_t limit)
 	return true;
 }
 
-/* Room for n more statements in the ring. */
+/* Room for n more statements in the ring, and in the byte budget. */
 static bool
 apply_reserve(Applier *a, size_t n)
 {
+	if (a->inflight_bytes > APPLY_INFLIGHT_BYTES)
+	{
+		if (!apply_request_flush(a))
+			return false;
+		while (a->inflight_bytes > APPLY_INFLIGHT_BYTES / 2)
+			if (!apply_pump(a, 1000))
+				return false;
+	}
 	if (a->ring_count + n <= APPLY_RING_SIZE)
 		return true;
 	return apply_wait_in_flight(a, APPLY_RING_SIZE / 2);
@@ -838,14 +913,56 @@ apply_send_sync(Applier *a)
 	return true;
 }
 
+/* Sends one of apply_control[] by its prepared name. */
+static bool
+apply_send_control(Applier *a, ApplyOp op, int which, const char *const *values, ApplyPending **out)
+{
+	ApplyPending *p;
+
+	if (!apply_reserve(a, 1))
+		return false;
+	if (!PQsendQueryPrepared(a->conn, apply_control[which].name, apply_control[which].nparams,
+							 values, NULL, NULL, 0))
+	{
+		apply_report_connection_error(a, "sending");
+		return false;
+	}
+	p = apply_push(a, op);
+	if (out != NULL)
+		*out = p;
+	return apply_after_send(a);
+}
+
+enum { APPLY_CONTROL_BEGIN, APPLY_CONTROL_COMMIT, APPLY_CONTROL_ORIGIN, APPLY_CONTROL_PROGRESS };
+
+static bool
+apply_prepare_control(Applier *a)
+{
+	for (size_t i = 0; i < sizeof(apply_control) / sizeof(apply_control[0]); i++)
+	{
+		if (!apply_reserve(a, 1))
+			return false;
+		if (!PQsendPrepare(a->conn, apply_control[i].name, apply_control[i].sql,
+						   apply_control[i].nparams, NULL))
+		{
+			apply_report_connection_error(a, "sending");
+			return false;
+		}
+		apply_push(a, APPLY_OP_PREPARE);
+	}
+	return true;
+}
+
 /* ---- target transactions ---------------------------------------------------------------- */
+
+static bool apply_flush_group(Applier *a) __attribute__((warn_unused_result));
 
 static bool
 apply_open_batch(Applier *a)
 {
 	if (a->batch_open)
 		return true;
-	if (!apply_send_simple(a, APPLY_OP_BEGIN, "BEGIN", NULL))
+	if (!apply_send_control(a, APPLY_OP_BEGIN, APPLY_CONTROL_BEGIN, NULL, NULL))
 		return false;
 	a->batch_open = true;
 	a->batch_txns = 0;
@@ -860,15 +977,8 @@ apply_send_durable_query(Applier *a)
 {
 	const char *values[1] = {a->origin_name};
 
-	if (!apply_reserve(a, 2))
+	if (!apply_send_control(a, APPLY_OP_DURABLE, APPLY_CONTROL_PROGRESS, values, NULL))
 		return false;
-	if (!PQsendQueryParams(a->conn, "SELECT pg_catalog.pg_replication_origin_progress($1, true)",
-						   1, NULL, values, NULL, NULL, 0))
-	{
-		apply_report_connection_error(a, "sending");
-		return false;
-	}
-	apply_push(a, APPLY_OP_DURABLE);
 	a->durable_in_flight = true;
 	a->durable_due = apply_now_us() + APPLY_DURABLE_INTERVAL_US;
 	/* outside a batch it runs in its own implicit transaction */
@@ -898,7 +1008,7 @@ apply_commit_batch(Applier *a)
 
 	if (!a->batch_open)
 		return true;
-	if (!apply_reserve(a, 4))
+	if (!apply_flush_group(a))
 		return false;
 	if (a->batch_txns > 0)
 	{
@@ -907,18 +1017,11 @@ apply_commit_batch(Applier *a)
 		const char *values[2] = {lsn_format(a->batch_origin_lsn, lsn),
 								 apply_sql_format_timestamp(a->batch_commit_time, ts)};
 
-		if (!PQsendQueryParams(a->conn,
-							   "SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn, "
-							   "$2::pg_catalog.timestamptz)",
-							   2, NULL, values, NULL, NULL, 0))
-		{
-			apply_report_connection_error(a, "sending");
+		if (!apply_send_control(a, APPLY_OP_ORIGIN, APPLY_CONTROL_ORIGIN, values, &p))
 			return false;
-		}
-		p = apply_push(a, APPLY_OP_ORIGIN);
 		p->origin_lsn = a->batch_origin_lsn;
 	}
-	if (!apply_send_simple(a, APPLY_OP_COMMIT, "COMMIT", &p))
+	if (!apply_send_control(a, APPLY_OP_COMMIT, APPLY_CONTROL_COMMIT, NULL, &p))
 		return false;
 	p->lsn = a->batch_reach;
 	p->origin_lsn = a->batch_origin_lsn;
@@ -944,6 +1047,8 @@ apply_commit_batch(Applier *a)
 static bool
 apply_rollback_batch(Applier *a)
 {
+	a->group_rows = 0;
+	a->group_rel = NULL;
 	if (a->batch_open)
 	{
 		if (!apply_send_simple(a, APPLY_OP_ROLLBACK, "ROLLBACK", NULL) || !apply_send_sync(a))
@@ -981,7 +1086,7 @@ apply_progress(Applier *a, Lsn lsn)
  * and multiranges always have one). Composite types and json, point, xml... have none.
  */
 static const char apply_catalog_sql[] =
-	"SELECT c.relkind, a.attname, "
+	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), "
 	" (WITH RECURSIVE chain(typ, depth) AS ("
 	"    SELECT a.atttypid, 0"
 	"   UNION ALL"
@@ -992,7 +1097,8 @@ static const char apply_catalog_sql[] =
 	"    SELECT 1 FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod"
 	"    WHERE oc.opcdefault AND am.amname IN ('btree', 'hash')"
 	"      AND (oc.opcintype = t.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k"
-	"        WHERE k.castsource = t.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b'))))"
+	"        WHERE k.castsource = t.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b'"
+	"        AND k.castcontext = 'i'))))"
 	"  FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.typ"
 	"  WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))) AS has_equality "
 	"FROM pg_catalog.pg_class c "
@@ -1009,7 +1115,7 @@ apply_catalog_query(Applier *a, ApplyRelation *rel, PGresult **out)
 	ApplyPending *p;
 
 	*out = NULL;
-	if (!apply_wait_in_flight(a, 0))
+	if (!apply_flush_group(a) || !apply_wait_in_flight(a, 0))
 		return false;
 	if (!PQsendQueryParams(a->conn, apply_catalog_sql, 2, NULL, values, NULL, NULL, 0))
 	{
@@ -1069,7 +1175,10 @@ apply_resolve(Applier *a, ApplyRelation *rel, Lsn lsn)
 			free(quoted);
 			goto cleanup;
 		}
-		column->text_compare = PQgetisnull(res, row, 2) || PQgetvalue(res, row, 2)[0] != 't';
+		column->text_compare = PQgetisnull(res, row, 3) || PQgetvalue(res, row, 3)[0] != 't';
+		free(rel->type_names[i]);
+		rel->type_names[i] = strdup(PQgetvalue(res, row, 2));
+		column->type_name = rel->type_names[i];
 	}
 	rel->resolved = true;
 	ok = true;
@@ -1089,8 +1198,8 @@ apply_relation_message(Applier *a, const PgoutputMessage *m)
 	/* repeated in every segment preamble and after every reconnect of the receiver */
 	if (old != NULL && apply_relation_same(old, m))
 		return true;
-	/* statements in flight point at the old entry */
-	if (old != NULL && !apply_wait_in_flight(a, 0))
+	/* statements in flight, and inserts waiting to be sent, point at the old entry */
+	if (old != NULL && (!apply_flush_group(a) || !apply_wait_in_flight(a, 0)))
 		return false;
 	if (old == NULL && (a->relation_count + 1) * 2 > a->relation_cap && !apply_relation_grow(a))
 		goto oom;
@@ -1116,10 +1225,10 @@ oom:
 
 /* The prepared statement for this relation version, kind and column roles; prepares it once. */
 static bool
-apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Lsn lsn,
+apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, int rows, Lsn lsn,
 					const ApplyStatement **out)
 {
-	size_t keylen = sizeof(rel->generation) + 2 + rel->ncols;
+	size_t keylen = sizeof(rel->generation) + 4 + rel->ncols;
 	ApplyStatement *slot;
 	uint64_t hash;
 	char name[24];
@@ -1139,7 +1248,9 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Ls
 	memcpy(a->keybuf, &rel->generation, sizeof(rel->generation));
 	a->keybuf[sizeof(rel->generation)] = (uint8_t) plan->kind;
 	a->keybuf[sizeof(rel->generation) + 1] = plan->full;
-	memcpy(a->keybuf + sizeof(rel->generation) + 2, plan->roles, rel->ncols);
+	a->keybuf[sizeof(rel->generation) + 2] = (uint8_t) (rows & 0xff);
+	a->keybuf[sizeof(rel->generation) + 3] = (uint8_t) (rows >> 8);
+	memcpy(a->keybuf + sizeof(rel->generation) + 4, plan->roles, rel->ncols);
 	hash = apply_hash(a->keybuf, keylen);
 	if (a->statement_cap > 0)
 	{
@@ -1154,13 +1265,19 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Ls
 	/* a new shape; bound what the server keeps for this session */
 	if (a->statement_count >= APPLY_MAX_STATEMENTS)
 	{
-		if (!apply_send_simple(a, APPLY_OP_UTILITY, "DEALLOCATE ALL", NULL))
+		if (!apply_send_simple(a, APPLY_OP_UTILITY, "DEALLOCATE ALL", NULL) ||
+			!apply_prepare_control(a))
 			return false;
 		apply_statements_clear(a);
 	}
 	if ((a->statement_count + 1) * 2 > a->statement_cap && !apply_statement_grow(a))
 		goto oom;
-	sql = apply_sql_build(&rel->table, plan);
+	if (plan->kind == APPLY_SQL_INSERT)
+		sql = apply_sql_build_insert(&rel->table, plan, rows);
+	else if (rows > 1)
+		sql = apply_sql_build_update_rows(&rel->table, plan, rows);
+	else
+		sql = apply_sql_build(&rel->table, plan);
 	if (sql == NULL)
 		goto oom;
 	slot = apply_statement_slot(a->statements, a->statement_cap, hash, a->keybuf, keylen);
@@ -1176,8 +1293,9 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Ls
 	snprintf(name, sizeof(name), "sy_%u", slot->id);
 	if (!apply_reserve(a, 1))
 		goto cleanup;
+	log_debug("preparing %s: %s", name, sql);
 	/* no parameter types: the target infers each from its column */
-	if (!PQsendPrepare(a->conn, name, sql, plan->nparams, NULL))
+	if (!PQsendPrepare(a->conn, name, sql, plan->nparams * (rows > 1 ? rows : 1), NULL))
 	{
 		apply_report_connection_error(a, "sending");
 		goto cleanup;
@@ -1186,6 +1304,7 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Ls
 	p->change = (char) plan->kind;
 	p->rel = rel;
 	p->lsn = lsn;
+	p->rows = (uint32_t) rows;
 	*out = slot;
 	ok = true;
 	goto cleanup;
@@ -1218,6 +1337,201 @@ apply_relation_for(Applier *a, uint32_t relid, Lsn lsn, bool *fatal)
 	return rel;
 }
 
+/* Sends the grouped rows as one INSERT ... VALUES (...), (...) or UPDATE ... FROM (VALUES ...). */
+static bool
+apply_flush_group(Applier *a)
+{
+	ApplyRelation *rel = a->group_rel;
+	int rows = a->group_rows;
+	int nparams = rows * a->group_width;
+	ApplySqlPlan plan = {.kind = (ApplySqlKind) a->group_kind, .roles = a->group_roles,
+						 .nparams = a->group_width};
+	const ApplyStatement *stmt = NULL;
+	ApplyPending *p;
+	char name[24];
+
+	if (rows == 0)
+		return true;
+	a->group_rows = 0;
+	a->group_rel = NULL;
+	/* one update is the ordinary single-row statement */
+	if (!apply_statement_for(a, rel, &plan, plan.kind == APPLY_SQL_UPDATE && rows == 1 ? 0 : rows,
+							 a->group_first_lsn, &stmt))
+		return false;
+	for (int i = 0; i < nparams; i++)
+		a->group_values[i] = a->group_offsets[i] == SIZE_MAX ? NULL
+			: a->group_data + a->group_offsets[i];
+	if (!apply_reserve(a, 1))
+		return false;
+	snprintf(name, sizeof(name), "sy_%u", stmt->id);
+	if (!PQsendQueryPrepared(a->conn, name, nparams, a->group_values, a->group_lengths,
+							 a->group_binary ? a->group_formats : NULL, 0))
+	{
+		apply_report_connection_error(a, "sending");
+		return false;
+	}
+	p = apply_push(a, APPLY_OP_CHANGE);
+	p->change = a->group_kind;
+	p->rel = rel;
+	p->lsn = a->group_first_lsn;
+	p->rows = (uint32_t) rows;
+	p->bytes = a->group_len;
+	a->inflight_bytes += p->bytes;
+	return apply_after_send(a);
+}
+
+static bool
+apply_group_reserve(Applier *a, size_t params, size_t bytes)
+{
+	void *p;
+
+	if (params > a->group_param_cap)
+	{
+		size_t cap = params < 256 ? 256 : params;
+
+		if ((p = realloc(a->group_offsets, cap * sizeof(*a->group_offsets))) == NULL)
+			return false;
+		a->group_offsets = p;
+		if ((p = realloc(a->group_lengths, cap * sizeof(*a->group_lengths))) == NULL)
+			return false;
+		a->group_lengths = p;
+		if ((p = realloc(a->group_formats, cap * sizeof(*a->group_formats))) == NULL)
+			return false;
+		a->group_formats = p;
+		if ((p = realloc(a->group_values, cap * sizeof(*a->group_values))) == NULL)
+			return false;
+		a->group_values = p;
+		a->group_param_cap = cap;
+	}
+	if (bytes > a->group_cap)
+	{
+		size_t cap = a->group_cap ? a->group_cap : 64 * 1024;
+
+		while (cap < bytes)
+			cap *= 2;
+		if ((p = realloc(a->group_data, cap)) == NULL)
+			return false;
+		a->group_data = p;
+		a->group_cap = cap;
+	}
+	return true;
+}
+
+/* A hash of an update's key values: rows of one grouped UPDATE must differ in key. */
+static uint64_t
+apply_key_hash(const ApplySqlPlan *plan)
+{
+	uint64_t h = UINT64_C(1469598103934665603);
+
+	for (int i = 0; i < plan->nparams; i++)
+	{
+		const TupleValue *v = plan->params[i];
+
+		h = (h ^ (uint8_t) v->kind) * UINT64_C(1099511628211);
+		for (uint32_t j = 0; v->data != NULL && j < v->length; j++)
+			h = (h ^ (uint8_t) v->data[j]) * UINT64_C(1099511628211);
+		h = (h ^ 0xff) * UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+/* Whether this change may join (or start) a group: it must not depend on earlier rows of it. */
+static bool
+apply_groupable(const ApplyRelation *rel, const ApplySqlPlan *plan, char old_kind)
+{
+	if (plan->kind == APPLY_SQL_INSERT)
+		return true;
+	/* key-matched updates without a key change: each row found by its own key */
+	return plan->kind == APPLY_SQL_UPDATE && !plan->full && old_kind == 0 && rel->resolved;
+}
+
+/*
+ * Adds one change to the group. The decoder's values live only until the next message, so
+ * they are copied; the group is bounded in rows and bytes, and sent when full or when a
+ * change that cannot join it comes (statement order is kept).
+ */
+static bool
+apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Lsn lsn)
+{
+	size_t bytes = 0;
+	size_t base;
+	uint64_t key = 0;
+	bool fits;
+
+	for (int i = 0; i < plan->nparams; i++)
+		if (plan->params[i]->kind != TUPLE_VALUE_NULL)
+			bytes += plan->params[i]->length + 1;
+	if (plan->kind == APPLY_SQL_UPDATE)
+	{
+		/* only the MATCH values: they follow the SET values in the plan's order */
+		int nset = 0;
+		ApplySqlPlan match = *plan;
+
+		for (uint16_t i = 0; i < rel->ncols; i++)
+			nset += (plan->roles[i] & APPLY_SQL_ROLE_SET) != 0;
+		match.params = plan->params + nset;
+		match.nparams = plan->nparams - nset;
+		key = apply_key_hash(&match);
+	}
+	fits = a->group_rows > 0 && a->group_rel == rel && a->group_kind == (char) plan->kind &&
+		memcmp(a->group_roles, plan->roles, rel->ncols) == 0 && a->group_rows < APPLY_GROUP_ROWS &&
+		a->group_len + bytes <= APPLY_GROUP_BYTES &&
+		(size_t) (a->group_rows + 1) * (size_t) plan->nparams <= APPLY_MAX_PARAMS;
+	for (int i = 0; fits && plan->kind == APPLY_SQL_UPDATE && i < a->group_rows; i++)
+		fits = a->group_keys[i] != key;
+	if (!fits && !apply_flush_group(a))
+		return false;
+	if (a->group_rows == 0)
+	{
+		if (rel->ncols > a->group_roles_cap)
+		{
+			uint8_t *grown = realloc(a->group_roles, rel->ncols);
+
+			if (grown == NULL)
+				goto oom;
+			a->group_roles = grown;
+			a->group_roles_cap = rel->ncols;
+		}
+		memcpy(a->group_roles, plan->roles, rel->ncols);
+		a->group_rel = rel;
+		a->group_kind = (char) plan->kind;
+		a->group_width = plan->nparams;
+		a->group_len = 0;
+		a->group_binary = false;
+		a->group_first_lsn = lsn;
+	}
+	base = (size_t) a->group_rows * (size_t) plan->nparams;
+	if (!apply_group_reserve(a, base + (size_t) plan->nparams, a->group_len + bytes))
+		goto oom;
+	for (int i = 0; i < plan->nparams; i++)
+	{
+		const TupleValue *v = plan->params[i];
+
+		a->group_lengths[base + i] = (int) v->length;
+		a->group_formats[base + i] = v->kind == TUPLE_VALUE_BINARY;
+		a->group_binary |= (v->kind == TUPLE_VALUE_BINARY);
+		if (v->kind == TUPLE_VALUE_NULL)
+		{
+			a->group_offsets[base + i] = SIZE_MAX;
+			continue;
+		}
+		a->group_offsets[base + i] = a->group_len;
+		memcpy(a->group_data + a->group_len, v->data, v->length);
+		a->group_data[a->group_len + v->length] = '\0';
+		a->group_len += v->length + 1;
+	}
+	a->group_keys[a->group_rows++] = key;
+	/* DEFAULT VALUES takes one row per statement */
+	if (plan->nparams == 0 || a->group_rows >= APPLY_GROUP_ROWS)
+		return apply_flush_group(a);
+	return true;
+
+oom:
+	log_error("out of memory buffering changes for %s", rel->display);
+	apply_set_error(a, "out of memory");
+	return false;
+}
+
 /* Sends one INSERT, UPDATE or DELETE as a prepared statement with text parameters. */
 static ApplyOutcome
 apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
@@ -1231,6 +1545,7 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	bool fatal;
 	bool planned;
 	bool binary = false;
+	size_t bytes = 0;
 	char err[256];
 	char name[24];
 	char lsnbuf[LSN_FORMAT_SIZE];
@@ -1260,12 +1575,16 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	a->txn_changes++;
 	if (plan.noop)
 		return APPLY_OUTCOME_OK;
-	if (!apply_statement_for(a, rel, &plan, lsn, &stmt))
+	if (apply_groupable(rel, &plan, m->kind == PGOUTPUT_UPDATE ? m->update.old_kind : 0))
+		return apply_group_add(a, rel, &plan, lsn) ? APPLY_OUTCOME_OK : APPLY_OUTCOME_RETRY;
+	/* keep statement order: what cannot join the group sends it first */
+	if (!apply_flush_group(a) || !apply_statement_for(a, rel, &plan, 0, lsn, &stmt))
 		return APPLY_OUTCOME_RETRY;
 	for (int i = 0; i < plan.nparams; i++)
 	{
 		const TupleValue *v = plan.params[i];
 
+		bytes += v->length;
 		a->values[i] = v->kind == TUPLE_VALUE_NULL ? NULL : v->data;
 		a->lengths[i] = (int) v->length;
 		a->formats[i] = v->kind == TUPLE_VALUE_BINARY;
@@ -1284,6 +1603,8 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	p->change = (char) m->kind;
 	p->rel = rel;
 	p->lsn = lsn;
+	p->bytes = bytes;
+	a->inflight_bytes += bytes;
 	return apply_after_send(a) ? APPLY_OUTCOME_OK : APPLY_OUTCOME_RETRY;
 }
 
@@ -1298,7 +1619,7 @@ apply_truncate(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	char *sql = NULL;
 	bool fatal;
 
-	if (tables == NULL)
+	if (tables == NULL || !apply_flush_group(a))
 		goto cleanup;
 	for (uint32_t i = 0; i < n; i++)
 	{
@@ -1410,6 +1731,7 @@ static ApplyOutcome
 apply_message(Applier *a, const PgoutputMessage *m, Lsn lsn, SpoolPosition position)
 {
 	char lsnbuf[LSN_FORMAT_SIZE];
+	char lsnbuf2[LSN_FORMAT_SIZE];
 
 	switch (m->kind)
 	{
@@ -1445,6 +1767,8 @@ apply_message(Applier *a, const PgoutputMessage *m, Lsn lsn, SpoolPosition posit
 			if (!a->skipping && apply_endpos_passed(a, m->commit.end_lsn))
 			{
 				/* endpos falls inside this commit record: undo the batch, redo it without */
+				log_info("end position %s lies inside the commit record at %s: applying the transactions before it",
+						 lsn_format(a->options.endpos, lsnbuf), lsn_format(a->txn_final_lsn, lsnbuf2));
 				a->stop_before = a->txn_final_lsn;
 				if (!apply_rollback_batch(a))
 					return APPLY_OUTCOME_RETRY;
@@ -1649,11 +1973,14 @@ apply_disconnect(Applier *a)
 	a->ring_count = 0;
 	a->ring_head = 0;
 	a->head_done = false;
+	a->inflight_bytes = 0;
 	a->unflushed = 0;
 	a->batch_open = false;
 	a->in_txn = false;
 	a->skipping = false;
 	a->orphan = false;
+	a->group_rows = 0;
+	a->group_rel = NULL;
 	a->durable_in_flight = false;
 	a->durable_count = 0;
 	a->durable_head = 0;
@@ -1742,7 +2069,8 @@ apply_setup_session(Applier *a, Lsn *start)
 				 "SET session_replication_role = replica; SET synchronous_commit = off; "
 				 "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; "
 				 "SET TimeZone = 'UTC'; SET bytea_output = hex; SET statement_timeout = 0; "
-				 "SET idle_in_transaction_session_timeout = 0");
+				 "SET idle_in_transaction_session_timeout = 0; "
+				 "SET plan_cache_mode = force_generic_plan");
 	if (!apply_exec_ok(a, res, PGRES_COMMAND_OK, "set up the apply session"))
 		goto cleanup;
 	PQclear(res);
@@ -1810,6 +2138,8 @@ apply_session(Applier *a)
 	a->interrupted = false;
 	a->endpos_hit = false;
 	if (!apply_open_connection(a) || !apply_setup_session(a, &start))
+		return APPLY_OUTCOME_RETRY;
+	if (!apply_prepare_control(a) || !apply_send_sync(a))
 		return APPLY_OUTCOME_RETRY;
 	apply_publish_connected(a, true);
 	a->applied = start;
@@ -2026,6 +2356,12 @@ apply_free(Applier *applier)
 	free(applier->values);
 	free(applier->lengths);
 	free(applier->formats);
+	free(applier->group_data);
+	free(applier->group_roles);
+	free(applier->group_offsets);
+	free(applier->group_lengths);
+	free(applier->group_formats);
+	free(applier->group_values);
 	pgoutput_scratch_free(applier->scratch);
 	pthread_mutex_destroy(&applier->mutex);
 	free(applier->conninfo);

@@ -278,10 +278,16 @@ apply_sql_plan_update(const ApplySqlTable *table, char old_kind, const TupleData
 	plan->noop = false;
 	if (!plan_check_tuple(table, new_tuple, "new", errbuf, errlen))
 		return false;
-	/* unchanged TOAST columns stay out of SET: the target keeps its value */
+	/*
+	 * Unchanged TOAST columns stay out of SET: the target keeps its value. So do key columns
+	 * when no K tuple came (the key did not change): SET "id" = <same> is wasted work and
+	 * fails on a GENERATED ALWAYS identity column.
+	 */
 	for (uint16_t i = 0; i < table->ncols; i++)
 	{
-		plan->roles[i] = has_value(&new_tuple->values[i]) ? APPLY_SQL_ROLE_SET : 0;
+		bool same_key = table->columns[i].is_key && old_kind == 0 && table->replident != 'f';
+
+		plan->roles[i] = has_value(&new_tuple->values[i]) && !same_key ? APPLY_SQL_ROLE_SET : 0;
 		nset += (plan->roles[i] != 0);
 	}
 	if (!plan_match(table, old_kind, old_tuple, new_tuple, plan, &match_tuple, errbuf, errlen))
@@ -353,6 +359,120 @@ build_where_one_row(SqlBuf *buf, const ApplySqlTable *table, const ApplySqlPlan 
 }
 
 char *
+apply_sql_build_insert(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows)
+{
+	SqlBuf buf = {0};
+	int param = 0;
+	bool first = true;
+
+	sqlbuf_append(&buf, "INSERT INTO ");
+	sqlbuf_append_table(&buf, table->nspname, table->relname);
+	for (uint16_t i = 0; i < table->ncols; i++)
+	{
+		if (!(plan->roles[i] & APPLY_SQL_ROLE_SET))
+			continue;
+		sqlbuf_append(&buf, first ? " (" : ", ");
+		first = false;
+		sqlbuf_append_identifier(&buf, table->columns[i].name);
+	}
+	if (first)
+	{
+		/* no columns: only one row per statement can be written this way */
+		if (rows != 1)
+		{
+			free(buf.data);
+			return NULL;
+		}
+		sqlbuf_append(&buf, " DEFAULT VALUES");
+		return sqlbuf_finish(&buf);
+	}
+	/* the source's values win over GENERATED ALWAYS identity columns, as in native apply */
+	sqlbuf_append(&buf, ") OVERRIDING SYSTEM VALUE VALUES ");
+	for (int row = 0; row < rows; row++)
+	{
+		sqlbuf_append(&buf, row ? ", (" : "(");
+		for (int i = 0; i < plan->nparams; i++)
+			sqlbuf_appendf(&buf, i ? ", $%d" : "$%d", ++param);
+		sqlbuf_append(&buf, ")");
+	}
+	return sqlbuf_finish(&buf);
+}
+
+char *
+apply_sql_build_update_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows)
+{
+	SqlBuf buf = {0};
+	int param = 0;
+	int alias = 0;
+	bool first = true;
+
+	if (plan->kind != APPLY_SQL_UPDATE || plan->full || rows < 1)
+		return NULL;
+	for (uint16_t i = 0; i < table->ncols; i++)
+		if (plan->roles[i] && table->columns[i].type_name == NULL)
+			return NULL;
+	/* aliases that no column name can shadow: the VALUES columns are c1..cN in $n order */
+	sqlbuf_append(&buf, "UPDATE ");
+	sqlbuf_append_table(&buf, table->nspname, table->relname);
+	sqlbuf_append(&buf, " AS sy_t");
+	for (uint16_t i = 0; i < table->ncols; i++)
+	{
+		if (!(plan->roles[i] & APPLY_SQL_ROLE_SET))
+			continue;
+		sqlbuf_append(&buf, first ? " SET " : ", ");
+		first = false;
+		sqlbuf_append_identifier(&buf, table->columns[i].name);
+		sqlbuf_appendf(&buf, " = sy_v.c%d", ++alias);
+	}
+	if (first)
+	{
+		free(buf.data);
+		return NULL;
+	}
+	sqlbuf_append(&buf, " FROM (VALUES ");
+	for (int row = 0; row < rows; row++)
+	{
+		bool first_value = true;
+
+		sqlbuf_append(&buf, row ? ", (" : "(");
+		for (int pass = 0; pass < 2; pass++)
+		{
+			int role = pass == 0 ? APPLY_SQL_ROLE_SET : APPLY_SQL_ROLE_MATCH;
+
+			for (uint16_t i = 0; i < table->ncols; i++)
+			{
+				if (!(plan->roles[i] & role))
+					continue;
+				sqlbuf_appendf(&buf, first_value ? "$%d::" : ", $%d::", ++param);
+				sqlbuf_append(&buf, table->columns[i].type_name);
+				first_value = false;
+			}
+		}
+		sqlbuf_append(&buf, ")");
+	}
+	sqlbuf_append(&buf, ") AS sy_v (");
+	for (int i = 1; i <= plan->nparams; i++)
+		sqlbuf_appendf(&buf, i > 1 ? ", c%d" : "c%d", i);
+	sqlbuf_append(&buf, ")");
+	first = true;
+	for (uint16_t i = 0; i < table->ncols; i++)
+	{
+		const ApplySqlColumn *column = &table->columns[i];
+
+		if (!(plan->roles[i] & APPLY_SQL_ROLE_MATCH))
+			continue;
+		sqlbuf_append(&buf, first ? " WHERE sy_t." : " AND sy_t.");
+		first = false;
+		sqlbuf_append_identifier(&buf, column->name);
+		sqlbuf_append(&buf, column->text_compare ? "::text = sy_v." : " = sy_v.");
+		sqlbuf_appendf(&buf, "c%d", ++alias);
+		if (column->text_compare)
+			sqlbuf_append(&buf, "::text");
+	}
+	return sqlbuf_finish(&buf);
+}
+
+char *
 apply_sql_build(const ApplySqlTable *table, const ApplySqlPlan *plan)
 {
 	SqlBuf buf = {0};
@@ -362,26 +482,7 @@ apply_sql_build(const ApplySqlTable *table, const ApplySqlPlan *plan)
 	switch (plan->kind)
 	{
 		case APPLY_SQL_INSERT:
-			sqlbuf_append(&buf, "INSERT INTO ");
-			sqlbuf_append_table(&buf, table->nspname, table->relname);
-			for (uint16_t i = 0; i < table->ncols; i++)
-			{
-				if (!(plan->roles[i] & APPLY_SQL_ROLE_SET))
-					continue;
-				sqlbuf_append(&buf, first ? " (" : ", ");
-				first = false;
-				sqlbuf_append_identifier(&buf, table->columns[i].name);
-			}
-			if (first)
-			{
-				sqlbuf_append(&buf, " DEFAULT VALUES");
-				break;
-			}
-			sqlbuf_append(&buf, ") VALUES (");
-			for (int i = 0; i < plan->nparams; i++)
-				sqlbuf_appendf(&buf, i ? ", $%d" : "$%d", ++param);
-			sqlbuf_append(&buf, ")");
-			break;
+			return apply_sql_build_insert(table, plan, 1);
 		case APPLY_SQL_UPDATE:
 			sqlbuf_append(&buf, "UPDATE ");
 			sqlbuf_append_table(&buf, table->nspname, table->relname);

@@ -66,6 +66,9 @@ typedef enum CliOptionId
 	OPT_PGBOUNCER,
 	OPT_PGBOUNCER_DB,
 	OPT_PGBOUNCER_INI,
+	OPT_FENCE,
+	OPT_MAX_PAUSE,
+	OPT_MAX_LAG,
 	OPT_COUNT
 } CliOptionId;
 
@@ -104,6 +107,9 @@ static const CliOptionSpec option_specs[] = {
 	{"pgbouncer", OPT_PGBOUNCER, true, FOR_CUTOVER, true},
 	{"pgbouncer-db", OPT_PGBOUNCER_DB, true, FOR_CUTOVER, true},
 	{"pgbouncer-ini", OPT_PGBOUNCER_INI, true, FOR_CUTOVER, true},
+	{"fence", OPT_FENCE, true, FOR_CUTOVER, true},
+	{"max-pause", OPT_MAX_PAUSE, true, FOR_CUTOVER, true},
+	{"max-lag", OPT_MAX_LAG, true, FOR_CUTOVER, true},
 };
 #define N_OPTION_SPECS (sizeof(option_specs) / sizeof(option_specs[0]))
 
@@ -118,7 +124,7 @@ static const CliCommandSpec command_specs[] = {
 	{"run", CLI_COMMAND_RUN, "replicate the source into the target and keep streaming changes"},
 	{"status", CLI_COMMAND_STATUS, "show progress, from the running agent or the state directory"},
 	{"verify", CLI_COMMAND_VERIFY, "compare source and target row by row at a common point"},
-	{"cutover", CLI_COMMAND_CUTOVER, "switch the application to the target (not available yet)"},
+	{"cutover", CLI_COMMAND_CUTOVER, "switch the application to the target, with a checklist"},
 	{"pause", CLI_COMMAND_PAUSE, "pause applying changes to the target"},
 	{"resume", CLI_COMMAND_RESUME, "resume applying changes to the target"},
 	{"stop", CLI_COMMAND_STOP, "stop the running agent and wait until it has exited"},
@@ -555,6 +561,29 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 			return replace_string(&options->pgbouncer_db, value);
 		case OPT_PGBOUNCER_INI:
 			return replace_string(&options->pgbouncer_ini, value);
+		case OPT_FENCE:
+			if (strcmp(value, "pgbouncer") != 0 && strcmp(value, "manual") != 0)
+			{
+				value_error(parse, spec, value, "expected pgbouncer or manual");
+				return false;
+			}
+			options->manual_fence = strcmp(value, "manual") == 0;
+			return true;
+		case OPT_MAX_PAUSE:
+			if (!parse_int(value, 1, 600000, &number))
+			{
+				value_error(parse, spec, value, "expected milliseconds from 1 to 600000");
+				return false;
+			}
+			options->max_pause_ms = (int) number;
+			return true;
+		case OPT_MAX_LAG:
+			if (!parse_size(value, &options->max_lag_bytes))
+			{
+				value_error(parse, spec, value, "expected a size such as 16MB");
+				return false;
+			}
+			return true;
 		case OPT_COUNT:
 			break;
 	}
@@ -695,6 +724,17 @@ check_required(const CliOptions *options)
 		if (pgbouncer_given != 0 && pgbouncer_given != 3)
 		{
 			usage_error("--pgbouncer, --pgbouncer-db and --pgbouncer-ini must be given together");
+			return false;
+		}
+		if (pgbouncer_given == 0 && !options->manual_fence && !options->dry_run)
+		{
+			usage_error("cutover needs a way to stop the writes: --pgbouncer, --pgbouncer-db and "
+						"--pgbouncer-ini, or --fence manual");
+			return false;
+		}
+		if (pgbouncer_given != 0 && options->manual_fence)
+		{
+			usage_error("--fence manual and --pgbouncer exclude each other");
 			return false;
 		}
 	}
@@ -1017,19 +1057,30 @@ print_command_help(CliCommand command)
 				   "5 when anything differs, 3 or 4 on a source or target error.\n");
 			break;
 		case CLI_COMMAND_CUTOVER:
-			printf("switchyard cutover: switch the application to the target.\n"
-				   "Not available in this version.\n"
+			printf("switchyard cutover: switch the application to the target, through the running\n"
+				   "agent: preflight (lag, latest verify clean, no foreign session on the target,\n"
+				   "sequences readable, PgBouncer pointing at the source), then PAUSE writes,\n"
+				   "drain the stream, set sequences, final parity, give the application roles\n"
+				   "CONNECT on the target, repoint PgBouncer (file and RELOAD) and RESUME.\n"
+				   "Any failure before the switch rolls back: the source keeps serving.\n"
 				   "\n"
 				   "Usage:\n"
-				   "  switchyard cutover [--pgbouncer CONNINFO --pgbouncer-db NAME --pgbouncer-ini FILE]\n"
+				   "  switchyard cutover --pgbouncer CONNINFO --pgbouncer-db NAME --pgbouncer-ini FILE\n"
 				   "                     [--dry-run] [--yes] [OPTION]...\n"
+				   "  switchyard cutover --fence manual [--yes] [OPTION]...\n"
 				   "\n"
 				   "Options:\n"
-				   "  --pgbouncer CONNINFO  PgBouncer's admin console\n"
+				   "  --pgbouncer CONNINFO  PgBouncer's admin console (dbname=pgbouncer, an admin user)\n"
 				   "  --pgbouncer-db NAME   the PgBouncer database entry to repoint\n"
 				   "  --pgbouncer-ini FILE  the PgBouncer configuration file holding that entry\n"
-				   "  --dry-run             check every step without switching\n"
-				   "  --yes                 do not ask for confirmation\n");
+				   "  --fence manual        no PgBouncer: you stop the application's writes yourself\n"
+				   "                        and confirm at the prompt\n"
+				   "  --max-pause MS        roll back if the write pause grows past MS (default 5000)\n"
+				   "  --max-lag SIZE        refuse when the target is further behind (default 16MB)\n"
+				   "  --dry-run             run the preflight only, change nothing\n"
+				   "  --yes                 do not ask for confirmation\n"
+				   "\n"
+				   "Exit status 0 when switched (or the dry run passed), 6 when aborted.\n");
 			break;
 		case CLI_COMMAND_PAUSE:
 			printf("switchyard pause: pause applying changes to the target. The agent keeps\n"

@@ -590,6 +590,16 @@ control_request_lsn(const char *state_dir, ControlRequest__Command command, uint
 					int timeout_ms, ControlResponse **out, bool *no_agent)
 {
 	ControlRequest request = CONTROL_REQUEST__INIT;
+
+	request.command = command;
+	request.lsn = lsn;
+	return control_send(state_dir, &request, timeout_ms, out, no_agent);
+}
+
+bool
+control_send(const char *state_dir, const ControlRequest *request, int timeout_ms,
+			 ControlResponse **out, bool *no_agent)
+{
 	struct sockaddr_un address;
 	struct timeval send_timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	int64_t deadline = monotonic_ms() + timeout_ms;
@@ -627,9 +637,7 @@ control_request_lsn(const char *state_dir, ControlRequest__Command command, uint
 		goto cleanup;
 	}
 
-	request.command = command;
-	request.lsn = lsn;
-	length = control_request__get_packed_size(&request);
+	length = control_request__get_packed_size(request);
 	frame = malloc(sizeof(header) + length);
 	if (frame == NULL)
 	{
@@ -640,7 +648,7 @@ control_request_lsn(const char *state_dir, ControlRequest__Command command, uint
 	frame[1] = (uint8_t) (length >> 16);
 	frame[2] = (uint8_t) (length >> 8);
 	frame[3] = (uint8_t) length;
-	control_request__pack(&request, frame + sizeof(header));
+	control_request__pack(request, frame + sizeof(header));
 	if (!send_all(fd, frame, sizeof(header) + length, address.sun_path))
 		goto cleanup;
 

@@ -11,6 +11,7 @@
 #include "switchyard/agent.h"
 #include "switchyard/cli.h"
 #include "switchyard/control.h"
+#include "switchyard/cutover.h"
 #include "switchyard/exitcode.h"
 #include "switchyard/guard.h"
 #include "switchyard/log.h"
@@ -252,10 +253,7 @@ main(int argc, char **argv)
 			rc = verify_run(&options);
 			break;
 		case CLI_COMMAND_CUTOVER:
-			/* built by a later change; refuse rather than pretend */
-			fprintf(stderr, "switchyard: the %s command is not available in this version\n",
-					cli_command_name(options.command));
-			rc = EXIT_USAGE;
+			rc = cutover_command(&options);
 			break;
 		case CLI_COMMAND_NONE:
 			cli_print_help(CLI_COMMAND_NONE);

@@ -221,6 +221,14 @@ parity_out_of_memory(ParityError *error)
 		error->side = PARITY_SIDE_SOURCE;
 }
 
+/* A failure that recorded no reason can only have been an allocation. */
+static void
+parity_explain_failure(ParityError *error)
+{
+	if (error != NULL && error->side == PARITY_SIDE_NONE)
+		parity_out_of_memory(error);
+}
+
 /* Drains what is left of a query, so the connection can take the next one. */
 static void
 parity_drain(PGconn *conn)
@@ -1115,14 +1123,14 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 		free(quoted_schema);
 		free(quoted_name);
 		if (!parity_table_missing(shown, &table))
-			goto oom;
+			goto cleanup;
 		*out = table;
 		table = NULL;
 		ok = true;
 		goto cleanup;
 	}
 	if (!parity_new_table(schema, name, display, &table))
-		goto oom;
+		goto cleanup;
 	table->only = source_kind == 'r';
 	if (!parity_lookup_table(target, PARITY_SIDE_TARGET, schema, name, &target_oid, &target_kind,
 							 NULL, error))
@@ -1130,7 +1138,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 	if (target_oid == 0)
 	{
 		if (!parity_add_issue(table, "table is missing on the target"))
-			goto oom;
+			goto cleanup;
 		*out = table;
 		table = NULL;
 		ok = true;
@@ -1151,18 +1159,18 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 	}
 	if (!parity_side_columns(source_columns, &scols, &nscols) ||
 		!parity_side_columns(target_columns, &tcols, &ntcols))
-		goto oom;
+		goto cleanup;
 
 	table->columns = calloc((size_t) (nscols > 0 ? nscols : 1), sizeof(ParityColumn));
 	if (table->columns == NULL)
-		goto oom;
+		goto cleanup;
 	for (int i = 0; i < nscols; i++)
 	{
 		ParitySideColumn *match = NULL;
 		char *quoted = parity_quote_ident(scols[i].name);
 
 		if (quoted == NULL)
-			goto oom;
+			goto cleanup;
 		for (int j = 0; j < ntcols; j++)
 			if (strcmp(tcols[j].name, scols[i].name) == 0)
 				match = &tcols[j];
@@ -1172,7 +1180,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 
 			free(quoted);
 			if (!added)
-				goto oom;
+				goto cleanup;
 			continue;
 		}
 		match->matched = true;
@@ -1183,12 +1191,12 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 
 			free(quoted);
 			if (!added)
-				goto oom;
+				goto cleanup;
 			continue;
 		}
 		free(quoted);
 		if (!parity_fill_column(&table->columns[table->ncolumns++], &scols[i], match))
-			goto oom;
+			goto cleanup;
 	}
 	for (int j = 0; j < ntcols; j++)
 	{
@@ -1199,11 +1207,11 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 			continue;
 		quoted = parity_quote_ident(tcols[j].name);
 		if (quoted == NULL)
-			goto oom;
+			goto cleanup;
 		added = parity_add_issue(table, "column %s is missing on the source", quoted);
 		free(quoted);
 		if (!added)
-			goto oom;
+			goto cleanup;
 	}
 
 	key = parity_query_oid(source, PARITY_KEY_SQL, source_oid);
@@ -1219,7 +1227,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 		table->key = calloc((size_t) table->nkeys, sizeof(int));
 		key_names = calloc((size_t) table->nkeys, sizeof(char *));
 		if (table->key == NULL || key_names == NULL)
-			goto oom;
+			goto cleanup;
 	}
 	for (int k = 0; k < table->nkeys; k++)
 	{
@@ -1237,7 +1245,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 	if (key_broken)
 	{
 		if (!parity_add_issue(table, "the key cannot be compared: a key column is missing or differs"))
-			goto oom;
+			goto cleanup;
 		table->comparable = false;
 		*out = table;
 		table = NULL;
@@ -1251,7 +1259,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 
 		key_array = parity_text_array(key_names, table->nkeys);
 		if (key_array == NULL)
-			goto oom;
+			goto cleanup;
 		snprintf(oid_text, sizeof(oid_text), "%u", target_oid);
 		params[1] = key_array;
 		unique = PQexecParams(target, PARITY_UNIQUE_SQL, 2, NULL, params, NULL, NULL, 0);
@@ -1262,17 +1270,16 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 		}
 		if (PQgetvalue(unique, 0, 0)[0] != 't' &&
 			!parity_add_issue(table, "the key is not unique on the target (no unique index on its columns)"))
-			goto oom;
+			goto cleanup;
 	}
 	table->comparable = true;
 	*out = table;
 	table = NULL;
 	ok = true;
-	goto cleanup;
 
-oom:
-	parity_out_of_memory(error);
 cleanup:
+	if (!ok)
+		parity_explain_failure(error);
 	PQclear(source_columns);
 	PQclear(target_columns);
 	PQclear(key);
@@ -1384,7 +1391,7 @@ parity_table_plan(PGconn *source, ParityTable *table, int64_t leaf_rows, ParityE
 	if (table->keyless || table->estimated_rows < (double) leaf_rows * 1.5)
 	{
 		if (!parity_single_leaf(table))
-			goto oom;
+			goto cleanup;
 		ok = true;
 		goto cleanup;
 	}
@@ -1407,7 +1414,7 @@ parity_table_plan(PGconn *source, ParityTable *table, int64_t leaf_rows, ParityE
 		parity_buf_printf(&sql, "%s%s", i > 0 ? ", " : "", table->columns[table->key[i]].quoted);
 	query = parity_buf_finish(&sql);
 	if (query == NULL)
-		goto oom;
+		goto cleanup;
 	sample = PQexec(source, query);
 	if (PQresultStatus(sample) != PGRES_TUPLES_OK)
 	{
@@ -1420,21 +1427,21 @@ parity_table_plan(PGconn *source, ParityTable *table, int64_t leaf_rows, ParityE
 
 		rows = calloc((size_t) n, sizeof(char **));
 		if (rows == NULL)
-			goto oom;
+			goto cleanup;
 		for (int r = 0; r < n; r++)
 		{
 			rows[r] = calloc((size_t) table->nkeys, sizeof(char *));
 			if (rows[r] == NULL)
-				goto oom;
+				goto cleanup;
 			for (int k = 0; k < table->nkeys; k++)
 				rows[r][k] = PQgetvalue(sample, r, k);
 		}
 		if (!parity_leaf_bounds(rows, n, table->nkeys, nleaves, &bounds, &nbounds))
-			goto oom;
+			goto cleanup;
 	}
 	table->leaves = calloc((size_t) nbounds + 1, sizeof(ParityLeaf));
 	if (table->leaves == NULL)
-		goto oom;
+		goto cleanup;
 	table->nleaves = nbounds + 1;
 	for (int i = 0; i <= nbounds; i++)
 	{
@@ -1442,18 +1449,17 @@ parity_table_plan(PGconn *source, ParityTable *table, int64_t leaf_rows, ParityE
 
 		leaf->table = table;
 		if (i > 0 && (leaf->lower = parity_copy_key(bounds[i - 1], table->nkeys)) == NULL)
-			goto oom;
+			goto cleanup;
 		if (i < nbounds && (leaf->upper = parity_copy_key(bounds[i], table->nkeys)) == NULL)
-			goto oom;
+			goto cleanup;
 	}
 	log_debug("table %s: about %.0f rows in %d leaves", table->display, table->estimated_rows,
 			  table->nleaves);
 	ok = true;
-	goto cleanup;
 
-oom:
-	parity_out_of_memory(error);
 cleanup:
+	if (!ok)
+		parity_explain_failure(error);
 	if (rows != NULL)
 	{
 		for (int r = 0; r < PQntuples(sample); r++)
@@ -1820,7 +1826,7 @@ parity_detail_changed(ParityPair *pair, const ParityTable *table, ParityDifferen
 	}
 	diff->columns = calloc((size_t) (table->ncolumns > 0 ? table->ncolumns : 1), sizeof(ParityColumnDiff));
 	if (diff->columns == NULL)
-		goto oom;
+		goto cleanup;
 	for (int i = 0; i < table->ncolumns; i++)
 	{
 		bool source_null = PQgetisnull(source, 0, i);
@@ -1837,14 +1843,13 @@ parity_detail_changed(ParityPair *pair, const ParityTable *table, ParityDifferen
 		column->source_value = parity_value_dup(source, i, &oom);
 		column->target_value = parity_value_dup(target, i, &oom);
 		if (oom)
-			goto oom;
+			goto cleanup;
 	}
 	ok = true;
-	goto cleanup;
 
-oom:
-	parity_out_of_memory(error);
 cleanup:
+	if (!ok)
+		parity_explain_failure(error);
 	PQclear(source);
 	PQclear(target);
 	return ok;
@@ -1864,7 +1869,7 @@ parity_detail_keyless(ParityPair *pair, const ParityTable *table, ParityDiffList
 	char *query = NULL;
 
 	if (hash_sql == NULL)
-		goto oom;
+		goto cleanup;
 	parity_buf_append(&sql, "SELECT h");
 	for (int i = 0; i < table->ncolumns; i++)
 		parity_buf_printf(&sql, ", %s", table->columns[i].quoted);
@@ -1874,7 +1879,7 @@ parity_detail_keyless(ParityPair *pair, const ParityTable *table, ParityDiffList
 	parity_buf_append(&sql, " OFFSET 0) s WHERE h = ANY ($1::bigint[])");
 	query = parity_buf_finish(&sql);
 	if (query == NULL)
-		goto oom;
+		goto cleanup;
 
 	for (int side = 0; side < 2; side++)
 	{
@@ -1903,7 +1908,7 @@ parity_detail_keyless(ParityPair *pair, const ParityTable *table, ParityDiffList
 			parity_buf_append(&array, "}");
 			literal = parity_buf_finish(&array);
 			if (literal == NULL)
-				goto oom;
+				goto cleanup;
 			if (taken == 0)
 			{
 				free(literal);
@@ -1934,14 +1939,14 @@ parity_detail_keyless(ParityPair *pair, const ParityTable *table, ParityDiffList
 					if (diff->row == NULL)
 					{
 						PQclear(res);
-						goto oom;
+						goto cleanup;
 					}
 					for (int c = 0; c < table->ncolumns; c++)
 						if (!PQgetisnull(res, r, c + 1) &&
 							(diff->row[c] = strdup(PQgetvalue(res, r, c + 1))) == NULL)
 						{
 							PQclear(res);
-							goto oom;
+							goto cleanup;
 						}
 					diff->detailed = true;
 					break;
@@ -1953,11 +1958,10 @@ parity_detail_keyless(ParityPair *pair, const ParityTable *table, ParityDiffList
 		}
 	}
 	ok = true;
-	goto cleanup;
 
-oom:
-	parity_out_of_memory(error);
 cleanup:
+	if (!ok)
+		parity_explain_failure(error);
 	free(hash_sql);
 	free(query);
 	return ok;
@@ -2266,7 +2270,7 @@ parity_compare(ParityTable **tables, int ntables, ParityPair *pairs, int npairs,
 	order = calloc((size_t) (ntables > 0 ? ntables : 1), sizeof(ParityTable *));
 	run.detailed_left = calloc((size_t) (ntables > 0 ? ntables : 1), sizeof(int));
 	if (order == NULL || run.detailed_left == NULL)
-		goto oom;
+		goto cleanup;
 	for (int i = 0; i < ntables; i++)
 	{
 		order[i] = tables[i];
@@ -2278,14 +2282,14 @@ parity_compare(ParityTable **tables, int ntables, ParityPair *pairs, int npairs,
 	qsort(order, (size_t) ntables, sizeof(ParityTable *), parity_table_size_compare);
 	run.queue = calloc((size_t) (nleaves > 0 ? nleaves : 1), sizeof(ParityLeaf *));
 	if (run.queue == NULL)
-		goto oom;
+		goto cleanup;
 	for (int i = 0; i < ntables; i++)
 		for (int l = 0; order[i]->comparable && l < order[i]->nleaves; l++)
 			run.queue[run.nqueue++] = &order[i]->leaves[l];
 
 	workers = calloc((size_t) npairs, sizeof(ParityWorker));
 	if (workers == NULL)
-		goto oom;
+		goto cleanup;
 	for (int i = 0; i < npairs; i++)
 	{
 		workers[i].run = &run;
@@ -2312,11 +2316,10 @@ parity_compare(ParityTable **tables, int ntables, ParityPair *pairs, int npairs,
 		goto cleanup;
 	}
 	ok = true;
-	goto cleanup;
 
-oom:
-	parity_out_of_memory(error);
 cleanup:
+	if (!ok)
+		parity_explain_failure(error);
 	free(workers);
 	free(run.queue);
 	free(run.detailed_left);
@@ -2526,7 +2529,7 @@ parity_repair_keyless(ParityTable *table, PGconn *source, PGconn *target, Parity
 	bool ok = false;
 
 	if (hash_sql == NULL || insert == NULL)
-		goto oom;
+		goto cleanup;
 	parity_buf_append(&buf, "SELECT ");
 	parity_append_column_list(&buf, table, false);
 	parity_append_from(&buf, table);
@@ -2540,7 +2543,7 @@ parity_repair_keyless(ParityTable *table, PGconn *source, PGconn *target, Parity
 	parity_buf_printf(&buf, " WHERE %s = $1::bigint LIMIT $2::bigint))", hash_sql);
 	delete = parity_buf_finish(&buf);
 	if (fetch == NULL || delete == NULL)
-		goto oom;
+		goto cleanup;
 
 	for (int i = 0; i < result->ndifferences; i++)
 	{
@@ -2578,7 +2581,7 @@ parity_repair_keyless(ParityTable *table, PGconn *source, PGconn *target, Parity
 			if (values == NULL)
 			{
 				PQclear(row);
-				goto oom;
+				goto cleanup;
 			}
 			values[nwritable] = copies;
 			step = parity_exec(target, PARITY_SIDE_TARGET, insert, nwritable + 1, values,
@@ -2591,11 +2594,10 @@ parity_repair_keyless(ParityTable *table, PGconn *source, PGconn *target, Parity
 		result->repaired += diff->copies;
 	}
 	ok = true;
-	goto cleanup;
 
-oom:
-	parity_out_of_memory(error);
 cleanup:
+	if (!ok)
+		parity_explain_failure(error);
 	free(hash_sql);
 	free(insert);
 	free(fetch);

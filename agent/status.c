@@ -169,6 +169,23 @@ status_to_json(const AgentStatus *status, bool pretty)
 		ok &= add(root, "guard", new_guard(status), false);
 	else
 		ok &= add(root, "guard", NULL, true);
+	if (status->cutover_active)
+	{
+		json_object *cutover = json_object_new_object();
+
+		ok &= cutover != NULL;
+		if (cutover != NULL)
+		{
+			ok &= add(cutover, "step", new_string_or_null(status->cutover_step), true);
+			ok &= add(cutover, "finished", json_object_new_boolean(status->cutover_finished), false);
+			ok &= add(cutover, "succeeded", json_object_new_boolean(status->cutover_succeeded), false);
+			ok &= add(cutover, "pause_ms", json_object_new_double(status->cutover_pause_ms), false);
+			ok &= add(cutover, "message", new_string_or_null(status->cutover_message), true);
+			ok &= add(root, "cutover", cutover, false);
+		}
+	}
+	else
+		ok &= add(root, "cutover", NULL, true);
 	if (!ok)
 		goto cleanup;
 

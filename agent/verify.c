@@ -46,7 +46,12 @@
 
 typedef struct VerifyContext
 {
-	const CliOptions *options;
+	const CliOptions *options;  /* state_dir, source, target, jobs */
+	char *const *table_names;   /* --table NAME..., or NULL: the publication's tables */
+	bool repair;
+	bool json;
+	bool quiet;                 /* inside the agent: files only, nothing on stdout */
+	bool fenced;                /* cutover: writes are stopped, both sides hold still */
 	bool barrier;               /* a running agent holds its applier at each cut */
 	int njobs;
 	PGconn *source;             /* catalog, sampling */
@@ -332,6 +337,56 @@ verify_cut_close(VerifyContext *ctx)
 	return ok;
 }
 
+/* Inside the cutover fence nothing moves: one exported snapshot per side is common enough. */
+static bool
+verify_cut_open_fenced(VerifyContext *ctx, Lsn *lsn)
+{
+	for (int side = 0; side < 2; side++)
+	{
+		ParitySide which = side == 0 ? PARITY_SIDE_SOURCE : PARITY_SIDE_TARGET;
+		PGconn *first = side == 0 ? ctx->pairs[0].source : ctx->pairs[0].target;
+		PGresult *res;
+		char *literal;
+		char *import;
+		bool ok;
+
+		if (side == 0)
+			ctx->sources_in_snapshot = true;
+		else
+			ctx->targets_in_snapshot = true;
+		if (!verify_exec_all(ctx, which, 0, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "start a snapshot"))
+			return false;
+		res = PQexec(first, side == 0 ? "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_current_wal_lsn()"
+					 : "SELECT pg_catalog.pg_export_snapshot()");
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		{
+			log_error("could not export a snapshot on the %s: %s", side == 0 ? "source" : "target",
+					  conninfo_result_error(res));
+			verify_fail(ctx, which, "could not export a snapshot: %s", conninfo_result_error(res));
+			PQclear(res);
+			return false;
+		}
+		if (side == 0 && !lsn_parse(PQgetvalue(res, 0, 1), lsn))
+			*lsn = 0;
+		literal = PQescapeLiteral(first, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
+		PQclear(res);
+		import = literal != NULL ? malloc(strlen(literal) + 64) : NULL;
+		if (import == NULL)
+		{
+			PQfreemem(literal);
+			verify_fail(ctx, which, "out of memory");
+			return false;
+		}
+		sprintf(import, "SET TRANSACTION SNAPSHOT %s", literal);
+		ok = verify_exec_all(ctx, which, 1, import, "import the snapshot");
+		PQfreemem(literal);
+		free(import);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 /*
  * The common point: source snapshot at L in every source session, the applier held at L,
  * the target's snapshot in every target session; then (without --repair) the applier goes on.
@@ -403,7 +458,7 @@ verify_cut_open(VerifyContext *ctx, Lsn *lsn)
 	 * the applier is released, rather than leaving it held. (With --repair the hold spans the
 	 * comparison; the agent must then not wait forever for a release that never comes.)
 	 */
-	if (!ctx->options->repair)
+	if (!ctx->repair)
 	{
 		sigset_t block;
 
@@ -452,7 +507,7 @@ verify_cut_open(VerifyContext *ctx, Lsn *lsn)
 			goto cleanup;
 	}
 	/* both snapshots show L: production writes on, the applier catches up meanwhile */
-	if (!ctx->options->repair && !verify_release(ctx))
+	if (!ctx->repair && !verify_release(ctx))
 		goto cleanup;
 	ok = true;
 
@@ -532,7 +587,7 @@ verify_list_tables(VerifyContext *ctx, PGresult **out)
 	bool ok = false;
 
 	*out = NULL;
-	if (ctx->options->tables == NULL)
+	if (ctx->table_names == NULL)
 	{
 		params[0] = ctx->publication;
 		res = PQexecParams(ctx->source,
@@ -560,7 +615,7 @@ verify_list_tables(VerifyContext *ctx, PGresult **out)
 		goto cleanup;
 	}
 	/* --table NAME as the user would write it in SQL, resolved with the default search_path */
-	names = verify_text_array(ctx->options->tables);
+	names = verify_text_array(ctx->table_names);
 	if (names == NULL)
 	{
 		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
@@ -669,12 +724,12 @@ verify_batch(VerifyContext *ctx, ParityTable **tables, int ntables)
 	bool ok = false;
 
 	clock_gettime(CLOCK_MONOTONIC, &started);
-	if (!verify_cut_open(ctx, &lsn))
+	if (ctx->fenced ? !verify_cut_open_fenced(ctx, &lsn) : !verify_cut_open(ctx, &lsn))
 		goto cleanup;
 	log_debug("comparing %d tables at %" PRIX32 "/%" PRIX32, ntables, (uint32_t) (lsn >> 32), (uint32_t) lsn);
 	if (!parity_compare(tables, ntables, ctx->pairs, ctx->njobs, lsn, &ctx->error))
 		goto cleanup;
-	if (ctx->options->repair)
+	if (ctx->repair)
 	{
 		bool any = false;
 
@@ -865,7 +920,7 @@ verify_json_table(const VerifyContext *ctx, const ParityTable *table, bool with_
 	json_object_object_add(object, "schema_issues", issues);
 	json_object_object_add(object, "seconds", json_object_new_double(r->seconds));
 	json_object_object_add(object, "truncated", json_object_new_boolean(r->truncated));
-	if (ctx->options->repair)
+	if (ctx->repair)
 	{
 		json_object_object_add(object, "repaired", json_object_new_int64(r->repaired));
 		json_object_object_add(object, "repair_skipped", verify_json_string_or_null(r->repair_skipped));
@@ -898,7 +953,7 @@ static void
 verify_totals(const VerifyContext *ctx, VerifyTotals *totals)
 {
 	memset(totals, 0, sizeof(*totals));
-	totals->all_repaired = ctx->options->repair;
+	totals->all_repaired = ctx->repair;
 	for (int i = 0; i < ctx->ntables; i++)
 	{
 		const ParityTable *table = ctx->tables[i];
@@ -945,14 +1000,16 @@ verify_json_document(const VerifyContext *ctx, const VerifyTotals *totals)
 	verify_format_time(ctx->started_unix_us, when, sizeof(when), false);
 	json_object_object_add(root, "result", json_object_new_string(result));
 	json_object_object_add(root, "verified_at", json_object_new_string(when));
-	json_object_object_add(root, "common_point", json_object_new_boolean(ctx->barrier));
-	if (!ctx->barrier)
+	json_object_object_add(root, "common_point", json_object_new_boolean(ctx->barrier || ctx->fenced));
+	if (ctx->fenced)
+		json_object_object_add(root, "fenced", json_object_new_boolean(true));
+	if (!ctx->barrier && !ctx->fenced)
 		json_object_object_add(root, "warning",
 							   json_object_new_string("no agent was running: source and target were compared "
 													  "without a common point, differences may be changes in flight"));
 	json_object_object_add(root, "publication", verify_json_string_or_null(ctx->publication));
 	json_object_object_add(root, "jobs", json_object_new_int(ctx->njobs));
-	json_object_object_add(root, "repair", json_object_new_boolean(ctx->options->repair));
+	json_object_object_add(root, "repair", json_object_new_boolean(ctx->repair));
 	json_object_object_add(root, "seconds", json_object_new_double(ctx->compare_seconds));
 	json_object_object_add(root, "rows_per_second_per_side",
 						   json_object_new_double(ctx->compare_seconds > 0 ? (double) totals->rows / ctx->compare_seconds : 0));
@@ -967,7 +1024,7 @@ verify_json_document(const VerifyContext *ctx, const VerifyTotals *totals)
 	json_object_object_add(sums, "extra", json_object_new_int64(totals->extra));
 	json_object_object_add(sums, "changed", json_object_new_int64(totals->changed));
 	json_object_object_add(sums, "schema_issues", json_object_new_int(totals->schema_issues));
-	if (ctx->options->repair)
+	if (ctx->repair)
 		json_object_object_add(sums, "repaired", json_object_new_int64(totals->repaired));
 	json_object_object_add(root, "totals", sums);
 	for (int i = 0; i < ctx->ntables; i++)
@@ -1087,14 +1144,19 @@ verify_update_latest(const VerifyContext *ctx, const char *dir)
 			goto cleanup;
 		json_object_object_add(entry, "verified_at", json_object_new_string(when));
 		json_object_object_add(entry, "lsn", verify_json_lsn(r->lsn));
-		json_object_object_add(entry, "common_point", json_object_new_boolean(ctx->barrier));
-		json_object_object_add(entry, "equal", json_object_new_boolean(!verify_table_differs(table)));
+		json_object_object_add(entry, "common_point", json_object_new_boolean(ctx->barrier || ctx->fenced));
+		/* after a full repair the table is equal now: what latest.json is read for */
+		json_object_object_add(entry, "equal", json_object_new_boolean(!verify_table_differs(table) ||
+																	   verify_table_repaired(table)));
+		json_object_object_add(entry, "differences",
+							   json_object_new_int64(verify_table_repaired(table) ? 0
+													 : r->missing + r->extra + r->changed));
 		json_object_object_add(entry, "rows_compared", json_object_new_int64(r->rows_source));
 		json_object_object_add(entry, "missing", json_object_new_int64(r->missing));
 		json_object_object_add(entry, "extra", json_object_new_int64(r->extra));
 		json_object_object_add(entry, "changed", json_object_new_int64(r->changed));
 		json_object_object_add(entry, "schema_issues", json_object_new_int(table->nschema_issues));
-		if (ctx->options->repair)
+		if (ctx->repair)
 			json_object_object_add(entry, "repaired", json_object_new_int64(r->repaired));
 		json_object_object_add(entry, "report", json_object_new_string(ctx->report_path));
 		json_object_object_add(tables, table->display, entry);
@@ -1250,9 +1312,9 @@ verify_print_text(const VerifyContext *ctx, const VerifyTotals *totals)
 		if (t->result.truncated)
 			printf("  %s: more than %d differences: the report lists the first %d\n", t->display,
 				   PARITY_MAX_DIFFERENCES, PARITY_MAX_DIFFERENCES);
-		if (ctx->options->repair && t->result.repaired > 0)
+		if (ctx->repair && t->result.repaired > 0)
 			printf("  %s: repaired %" PRId64 " rows\n", t->display, t->result.repaired);
-		if (ctx->options->repair && t->result.repair_skipped != NULL)
+		if (ctx->repair && t->result.repair_skipped != NULL)
 			printf("  %s: not repaired: %s\n", t->display, t->result.repair_skipped);
 	}
 	if (totals->tables_differing == 0)
@@ -1305,7 +1367,9 @@ verify_report(VerifyContext *ctx)
 	if (ctx->report_path[0] && !verify_write_file(ctx->report_path, text))
 		ctx->report_path[0] = '\0';
 	files_ok = ctx->report_path[0] != '\0' && verify_update_latest(ctx, dir);
-	if (ctx->options->json)
+	if (ctx->quiet)
+		;
+	else if (ctx->json)
 		printf("%s\n", text);
 	else
 		verify_print_text(ctx, &totals);
@@ -1345,6 +1409,26 @@ verify_probe_agent(VerifyContext *ctx)
 		goto cleanup;
 	}
 	ctx->barrier = true;
+	/* before the copy has finished there is no stream position to hold the applier at */
+	if (response->status_json != NULL)
+	{
+		json_object *root = json_tokener_parse(response->status_json);
+		json_object *phase = NULL;
+
+		if (root != NULL && json_object_object_get_ex(root, "phase", &phase) &&
+			json_object_is_type(phase, json_type_string) &&
+			(strcmp(json_object_get_string(phase), "copy") == 0 ||
+			 strcmp(json_object_get_string(phase), "starting") == 0))
+		{
+			log_error("the agent on state directory \"%s\" is in phase \"%s\": there is nothing to verify yet",
+					  ctx->options->state_dir, json_object_get_string(phase));
+			log_hint("Run verify once \"switchyard status\" shows phase \"streaming\".");
+			json_object_put(root);
+			ctx->exit_status = EXIT_NO_AGENT;
+			goto cleanup;
+		}
+		json_object_put(root);
+	}
 	ok = true;
 
 cleanup:
@@ -1358,7 +1442,7 @@ verify_load_publication(VerifyContext *ctx)
 	AgentState *state = NULL;
 	bool ok = false;
 
-	if (ctx->options->tables != NULL)
+	if (ctx->table_names != NULL)
 		return true;
 	if (!state_load(ctx->options->state_dir, &state))
 		goto cleanup;
@@ -1384,6 +1468,29 @@ verify_exit_for(const ParityError *error)
 	return error->side == PARITY_SIDE_TARGET ? EXIT_TARGET : EXIT_SOURCE;
 }
 
+static void
+verify_context_finish(VerifyContext *ctx)
+{
+	if (ctx->hold_active)
+		(void) verify_release(ctx);
+	for (int i = 0; ctx->pairs != NULL && i < ctx->njobs; i++)
+	{
+		if (ctx->pairs[i].source != NULL)
+			PQfinish(ctx->pairs[i].source);
+		if (ctx->pairs[i].target != NULL)
+			PQfinish(ctx->pairs[i].target);
+	}
+	free(ctx->pairs);
+	if (ctx->source != NULL)
+		PQfinish(ctx->source);
+	if (ctx->target != NULL)
+		PQfinish(ctx->target);
+	for (int i = 0; i < ctx->ntables; i++)
+		parity_table_free(ctx->tables[i]);
+	free(ctx->tables);
+	free(ctx->publication);
+}
+
 int
 verify_run(const CliOptions *options)
 {
@@ -1393,6 +1500,9 @@ verify_run(const CliOptions *options)
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.options = options;
+	ctx.table_names = options->tables;
+	ctx.repair = options->repair;
+	ctx.json = options->json;
 	ctx.njobs = options->jobs >= 1 ? options->jobs : 2;
 	if (ctx.njobs > VERIFY_MAX_JOBS)
 		ctx.njobs = VERIFY_MAX_JOBS;
@@ -1407,7 +1517,10 @@ verify_run(const CliOptions *options)
 		return EXIT_USAGE;
 	}
 	if (!verify_probe_agent(&ctx))
+	{
+		rc = ctx.exit_status != 0 ? ctx.exit_status : EXIT_INTERNAL;
 		goto cleanup;
+	}
 	if (!ctx.barrier)
 	{
 		if (options->repair)
@@ -1465,23 +1578,63 @@ verify_run(const CliOptions *options)
 	}
 
 cleanup:
-	if (ctx.hold_active)
-		(void) verify_release(&ctx);
-	for (int i = 0; ctx.pairs != NULL && i < ctx.njobs; i++)
-	{
-		if (ctx.pairs[i].source != NULL)
-			PQfinish(ctx.pairs[i].source);
-		if (ctx.pairs[i].target != NULL)
-			PQfinish(ctx.pairs[i].target);
-	}
-	free(ctx.pairs);
-	if (ctx.source != NULL)
-		PQfinish(ctx.source);
-	if (ctx.target != NULL)
-		PQfinish(ctx.target);
-	for (int i = 0; i < ctx.ntables; i++)
-		parity_table_free(ctx.tables[i]);
-	free(ctx.tables);
-	free(ctx.publication);
+	verify_context_finish(&ctx);
 	return rc;
+}
+
+bool
+verify_compare_now(const CliOptions *options, const char *publication_name, bool *clean, uint64_t *rows,
+				   char *why, size_t whylen)
+{
+	VerifyContext ctx;
+	VerifyTotals totals;
+	bool ok = false;
+
+	*clean = false;
+	*rows = 0;
+	if (whylen > 0)
+		why[0] = '\0';
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.options = options;
+	ctx.fenced = true;
+	ctx.quiet = true;
+	ctx.njobs = options->jobs >= 1 ? options->jobs : 2;
+	if (ctx.njobs > VERIFY_MAX_JOBS)
+		ctx.njobs = VERIFY_MAX_JOBS;
+	ctx.started_unix_us = verify_unix_us();
+	ctx.publication = strdup(publication_name != NULL ? publication_name : "");
+	if (ctx.publication == NULL)
+	{
+		snprintf(why, whylen, "out of memory");
+		goto cleanup;
+	}
+	ctx.source = conninfo_connect(options->source, CONN_NORMAL, "verify", "source");
+	ctx.target = ctx.source != NULL ? conninfo_connect(options->target, CONN_NORMAL, "verify", "target") : NULL;
+	if (ctx.source == NULL || ctx.target == NULL)
+	{
+		snprintf(why, whylen, "could not connect to the %s", ctx.source == NULL ? "source" : "target");
+		goto cleanup;
+	}
+	if (!verify_prepare_tables(&ctx) || !verify_connect_workers(&ctx) || !verify_compare_all(&ctx))
+	{
+		snprintf(why, whylen, "%s", ctx.error.message[0] ? ctx.error.message : "the comparison failed");
+		goto cleanup;
+	}
+	if (!verify_report(&ctx))
+		log_warning("the final parity report could not be written");
+	verify_totals(&ctx, &totals);
+	*clean = totals.tables_differing == 0;
+	*rows = (uint64_t) totals.rows;
+	if (!*clean)
+		snprintf(why, whylen, "%d of %d tables differ (%" PRId64 " missing, %" PRId64 " extra, %" PRId64
+				 " changed, %d schema issues)%s%s", totals.tables_differing, ctx.ntables, totals.missing,
+				 totals.extra, totals.changed, totals.schema_issues, ctx.report_path[0] ? "; report " : "",
+				 ctx.report_path);
+	log_info("final parity: %s, %" PRId64 " rows in %d tables in %.2f s", *clean ? "equal" : "DIFFERENT",
+			 totals.rows, ctx.ntables, ctx.compare_seconds);
+	ok = true;
+
+cleanup:
+	verify_context_finish(&ctx);
+	return ok;
 }

@@ -24,6 +24,7 @@ typedef struct ApplySqlColumn
 	const char *name;
 	bool is_key;         /* flag 1 in the source's Relation message */
 	bool text_compare;   /* the target type has no default equality: compare as ::text */
+	const char *type_name;  /* the target column's type as format_type() spells it, or NULL */
 } ApplySqlColumn;
 
 /* A source relation (from its latest Relation message) joined with what the target says. */
@@ -68,8 +69,19 @@ bool apply_sql_plan_delete(const ApplySqlTable *table, char old_kind, const Tupl
 						   ApplySqlPlan *plan, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
-/* The statement text for a plan (malloc'd; NULL when out of memory). */
+/* The statement text for a plan (malloc'd; NULL when out of memory or a no-op). */
 char *apply_sql_build(const ApplySqlTable *table, const ApplySqlPlan *plan);
+/*
+ * One INSERT of `rows` rows that share an insert plan: VALUES ($1..$n), ($n+1..$2n), ...
+ * in row order, the parameters of each row as the plan orders them.
+ */
+char *apply_sql_build_insert(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows);
+/*
+ * One UPDATE of `rows` rows that share an update plan with a key match (not FULL): joins a
+ * VALUES list, each row's parameters as the plan orders them, cast to the column types
+ * (type_name must be set for every SET and MATCH column). The keys of the rows must differ.
+ */
+char *apply_sql_build_update_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows);
 
 /* TRUNCATE of every table of one message, flags as in PGOUTPUT_TRUNCATE_* (malloc'd). */
 char *apply_sql_truncate(const ApplySqlTable *const *tables, uint32_t ntables, uint8_t flags);

@@ -61,6 +61,9 @@ typedef struct CliOptions
 	char *pgbouncer;
 	char *pgbouncer_db;
 	char *pgbouncer_ini;
+	bool manual_fence;         /* --fence manual */
+	int max_pause_ms;          /* --max-pause, 0 = the cutover's default */
+	uint64_t max_lag_bytes;    /* --max-lag, 0 = the cutover's default */
 } CliOptions;
 
 /*

@@ -40,6 +40,9 @@ bool control_request(const char *state_dir, ControlRequest__Command command, int
 bool control_request_lsn(const char *state_dir, ControlRequest__Command command, uint64_t lsn,
 						 int timeout_ms, ControlResponse **out, bool *no_agent)
 	__attribute__((warn_unused_result));
+/* Any request, fully built by the caller (CUTOVER carries its options). */
+bool control_send(const char *state_dir, const ControlRequest *request, int timeout_ms,
+				  ControlResponse **out, bool *no_agent) __attribute__((warn_unused_result));
 /* Frees a response from control_request. Accepts NULL. */
 void control_response_free(ControlResponse *response);
 /* True when something accepts connections on <state_dir>/control.sock. Logs nothing. */

@@ -55,6 +55,12 @@ typedef struct AgentStatus
 	uint64_t guard_sessions_now;  /* foreign sessions on the target at the last check */
 	const char *guard_last_violation; /* NULL or "": none */
 	bool guard_lifted;          /* the cutover gave CONNECT back */
+	bool cutover_active;        /* a cutover ran or runs: the "cutover" object is filled */
+	const char *cutover_step;   /* "preflight", "fence", ..., "done", "aborted", "checked" */
+	bool cutover_finished;
+	bool cutover_succeeded;
+	double cutover_pause_ms;
+	const char *cutover_message;
 } AgentStatus;
 
 /* Renders the document (pretty when pretty is true); caller frees. NULL on out of memory. */

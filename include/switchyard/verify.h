@@ -8,9 +8,24 @@
 #ifndef SWITCHYARD_VERIFY_H
 #define SWITCHYARD_VERIFY_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "switchyard/cli.h"
 
 /* Runs the command; returns the exit status (exitcode.h): EXIT_OK when equal (or repaired). */
 int verify_run(const CliOptions *options);
+
+/*
+ * The final parity inside the cutover fence, called by the agent: writes are stopped and the
+ * applier has drained, so both sides hold still and are compared as they are (no slot, no
+ * applier hold; one exported snapshot per side for the parallel sessions). The publication's
+ * tables are compared; the report and latest.json are written as by verify, nothing is
+ * printed. *clean: no difference and no schema issue; *rows: rows compared per side; why: a
+ * one-line summary of the differences, or of the failure when this returns false.
+ */
+bool verify_compare_now(const CliOptions *options, const char *publication_name, bool *clean,
+						uint64_t *rows, char *why, size_t whylen) __attribute__((warn_unused_result));
 
 #endif

@@ -124,7 +124,7 @@ insert_lists_every_column_in_order(void **state)
 	assert_ptr_equal(f.plan.params[2], &values[2]);
 	assert_sql(&f.table, &f.plan,
 			   "INSERT INTO \"public\".\"Odd \"\"Name\"\"\" (\"id\", \"Body\", \"a\"\"b\") "
-			   "VALUES ($1, $2, $3)");
+			   "OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3)");
 }
 
 static void
@@ -172,15 +172,28 @@ update_default_identity_takes_key_from_new_tuple(void **state)
 	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
 	assert_false(f.plan.full);
 	assert_false(f.plan.noop);
-	assert_int_equal(f.plan.nparams, 5);
-	/* SET $1..$3 from the new tuple, then WHERE $4, $5 (keys) from the new tuple too */
-	assert_ptr_equal(f.plan.params[0], &values[0]);
+	assert_int_equal(f.plan.nparams, 3);
+	/* the key did not change (no K tuple): SET leaves it out, WHERE takes it from the new tuple */
+	assert_ptr_equal(f.plan.params[0], &values[1]);
+	assert_ptr_equal(f.plan.params[1], &values[0]);
 	assert_ptr_equal(f.plan.params[2], &values[2]);
-	assert_ptr_equal(f.plan.params[3], &values[0]);
-	assert_ptr_equal(f.plan.params[4], &values[2]);
 	assert_sql(&f.table, &f.plan,
-			   "UPDATE \"chat\".\"messages\" SET \"id\" = $1, \"body\" = $2, \"room\" = $3 "
-			   "WHERE \"id\" = $4 AND \"room\" = $5");
+			   "UPDATE \"chat\".\"messages\" SET \"body\" = $1 WHERE \"id\" = $2 AND \"room\" = $3");
+}
+
+static void
+update_of_key_columns_only_is_a_noop(void **state)
+{
+	Fixture f;
+	TupleValue values[2] = {text_value("7"), toast_value};
+	TupleData tuple = {2, values};
+
+	(void) state;
+	fixture_init(&f, "public", "t", 'd');
+	add_column(&f, "id", true, false);
+	add_column(&f, "doc", false, false);
+	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
+	assert_true(f.plan.noop);
 }
 
 static void
@@ -220,12 +233,13 @@ update_leaves_unchanged_toast_columns_out_of_set(void **state)
 	add_column(&f, "title", false, false);
 	add_column(&f, "big2", false, false);
 	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
-	assert_int_equal(f.plan.nparams, 3);
+	assert_int_equal(f.plan.nparams, 2);
 	assert_int_equal(f.roles[1], 0);
 	assert_int_equal(f.roles[3], 0);
-	assert_ptr_equal(f.plan.params[1], &values[2]);
+	assert_ptr_equal(f.plan.params[0], &values[2]);
+	assert_ptr_equal(f.plan.params[1], &values[0]);
 	assert_sql(&f.table, &f.plan,
-			   "UPDATE \"public\".\"docs\" SET \"id\" = $1, \"title\" = $2 WHERE \"id\" = $3");
+			   "UPDATE \"public\".\"docs\" SET \"title\" = $1 WHERE \"id\" = $2");
 }
 
 static void
@@ -418,7 +432,9 @@ parameters_are_numbered_past_nine(void **state)
 {
 	Fixture f;
 	static const char *names[MAX_COLS] = {"c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"};
+	TupleValue old_values[MAX_COLS];
 	TupleValue values[MAX_COLS];
+	TupleData old_tuple = {MAX_COLS, old_values};
 	TupleData tuple = {MAX_COLS, values};
 	char *sql;
 
@@ -428,12 +444,63 @@ parameters_are_numbered_past_nine(void **state)
 	{
 		add_column(&f, names[i], i < 2, false);
 		values[i] = text_value("v");
+		old_values[i] = i < 2 ? text_value("old") : null_value;
 	}
-	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
+	/* a key change: every column is SET, then the old key matched */
+	assert_true(apply_sql_plan_update(&f.table, 'K', &old_tuple, &tuple, &f.plan, f.err, sizeof(f.err)));
 	assert_int_equal(f.plan.nparams, 10);
+	assert_ptr_equal(f.plan.params[9], &old_values[1]);
 	sql = apply_sql_build(&f.table, &f.plan);
 	assert_non_null(strstr(sql, "\"c8\" = $8 WHERE \"c1\" = $9 AND \"c2\" = $10"));
 	free(sql);
+}
+
+static void
+insert_of_many_rows_numbers_each_row(void **state)
+{
+	Fixture f;
+	TupleValue values[2] = {text_value("1"), text_value("x")};
+	TupleData tuple = {2, values};
+	char *sql;
+
+	(void) state;
+	fixture_init(&f, "public", "t", 'd');
+	add_column(&f, "id", true, false);
+	add_column(&f, "v", false, false);
+	assert_true(apply_sql_plan_insert(&f.table, &tuple, &f.plan, f.err, sizeof(f.err)));
+	sql = apply_sql_build_insert(&f.table, &f.plan, 3);
+	assert_string_equal(sql, "INSERT INTO \"public\".\"t\" (\"id\", \"v\") OVERRIDING SYSTEM VALUE "
+					    "VALUES ($1, $2), ($3, $4), ($5, $6)");
+	free(sql);
+}
+
+static void
+update_of_many_rows_joins_typed_values(void **state)
+{
+	Fixture f;
+	TupleValue values[3] = {text_value("7"), text_value("hello"), text_value("{}")};
+	TupleData tuple = {3, values};
+	char *sql;
+
+	(void) state;
+	fixture_init(&f, "chat", "Messages", 'd');
+	add_column(&f, "id", true, false);
+	add_column(&f, "body", false, false);
+	add_column(&f, "meta", false, true);
+	f.columns[0].type_name = "bigint";
+	f.columns[1].type_name = "character varying";
+	f.columns[2].type_name = "json";
+	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
+	sql = apply_sql_build_update_rows(&f.table, &f.plan, 2);
+	assert_string_equal(sql,
+						"UPDATE \"chat\".\"Messages\" AS sy_t SET \"body\" = sy_v.c1, \"meta\" = sy_v.c2 "
+						"FROM (VALUES ($1::character varying, $2::json, $3::bigint), "
+						"($4::character varying, $5::json, $6::bigint)) AS sy_v (c1, c2, c3) "
+						"WHERE sy_t.\"id\" = sy_v.c3");
+	free(sql);
+	/* without the target types there is no safe multi-row form */
+	f.columns[2].type_name = NULL;
+	assert_null(apply_sql_build_update_rows(&f.table, &f.plan, 2));
 }
 
 static void
@@ -470,6 +537,7 @@ main(void)
 		cmocka_unit_test(insert_with_unchanged_toast_is_rejected),
 		cmocka_unit_test(tuple_with_wrong_column_count_is_rejected),
 		cmocka_unit_test(update_default_identity_takes_key_from_new_tuple),
+		cmocka_unit_test(update_of_key_columns_only_is_a_noop),
 		cmocka_unit_test(update_key_change_matches_on_old_key_tuple),
 		cmocka_unit_test(update_leaves_unchanged_toast_columns_out_of_set),
 		cmocka_unit_test(update_with_only_unchanged_toast_is_a_noop),
@@ -483,6 +551,8 @@ main(void)
 		cmocka_unit_test(same_shape_gives_same_roles_for_statement_reuse),
 		cmocka_unit_test(truncate_lists_all_tables_with_flags),
 		cmocka_unit_test(parameters_are_numbered_past_nine),
+		cmocka_unit_test(insert_of_many_rows_numbers_each_row),
+		cmocka_unit_test(update_of_many_rows_joins_typed_values),
 		cmocka_unit_test(insert_without_columns_uses_default_values),
 		cmocka_unit_test(timestamp_formats_as_utc_text),
 	};

@@ -1,0 +1,1224 @@
+/*
+ * The cutover state machine, on its own thread in the running agent. Everything slow (lag,
+ * parity, sequences read, PgBouncer checked) happens before the fence; inside it only the
+ * drain, the sequences, the final parity and the switch, so the write pause stays short.
+ * Until the switch every failure rolls back: PgBouncer resumed on the source, the guard
+ * reinstated. The step reached is persisted in <state-dir>/cutover.json.
+ */
+#include "switchyard/cutover.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "switchyard/conninfo.h"
+#include "switchyard/log.h"
+
+#define CUTOVER_DEFAULT_MAX_PAUSE_MS 5000
+#define CUTOVER_DEFAULT_MAX_LAG (UINT64_C(16) * 1024 * 1024)
+#define CUTOVER_FILE "cutover.json"
+#define CUTOVER_REPORT_FILE "cutover-report.json"
+
+typedef struct CutoverTiming
+{
+	CutoverStep step;
+	double ms;
+} CutoverTiming;
+
+struct Cutover
+{
+	CutoverOptions options;
+	char *state_dir;
+	char *source_conninfo;
+	char *target_conninfo;
+	char *pgbouncer;
+	char *pgbouncer_db;
+	char *pgbouncer_ini;
+	char *fail_at;
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t mutex;
+	CutoverStatus status;       /* under mutex */
+
+	/* the thread's own */
+	PGconn *source;
+	PGconn *target;
+	PGconn *bouncer;
+	char target_host[256];
+	char target_port[32];
+	char target_dbname[256];
+	bool paused;
+	bool ini_rewritten;
+	bool guard_lifted;
+	char ini_backup[1024];
+	double fence_started_ms;
+	double pause_ms;
+	Lsn fence_lsn;
+	uint64_t rows_verified;
+	int sequences_set;
+	CutoverTiming timings[16];
+	int ntimings;
+	char failure[512];
+};
+
+static const char *const cutover_step_names[] = {
+	"idle", "preflight", "fence", "drain", "sequences", "parity", "lift-guard", "switch",
+	"report", "done", "aborted", "checked"
+};
+
+const char *
+cutover_step_name(CutoverStep step)
+{
+	return (size_t) step < sizeof(cutover_step_names) / sizeof(cutover_step_names[0])
+		? cutover_step_names[step] : "unknown";
+}
+
+static double
+cutover_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double) ts.tv_sec * 1000.0 + (double) ts.tv_nsec / 1e6;
+}
+
+static void
+cutover_fail(Cutover *cutover, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The first failure is the reason; it is logged where it happens. */
+static void
+cutover_fail(Cutover *cutover, const char *fmt, ...)
+{
+	va_list args;
+
+	if (cutover->failure[0] != '\0')
+		return;
+	va_start(args, fmt);
+	vsnprintf(cutover->failure, sizeof(cutover->failure), fmt, args);
+	va_end(args);
+	log_error("cutover: %s", cutover->failure);
+}
+
+/* ---- persisted progress ----------------------------------------------------------------- */
+
+static bool
+cutover_write_json(const char *dir, const char *name, json_object *root)
+{
+	char path[1024];
+	char temp[1100];
+	const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+													  JSON_C_TO_STRING_NOSLASHESCAPE);
+	FILE *file;
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(temp, sizeof(temp), "%s.tmp", path);
+	file = fopen(temp, "w");
+	if (file == NULL)
+	{
+		log_error("could not write \"%s\": %m", temp);
+		return false;
+	}
+	ok = fputs(text, file) >= 0 && fputc('\n', file) != EOF && fflush(file) == 0 && fsync(fileno(file)) == 0;
+	ok = (fclose(file) == 0) && ok;
+	if (!ok || rename(temp, path) != 0)
+	{
+		log_error("could not write \"%s\": %m", path);
+		return false;
+	}
+	return true;
+}
+
+/* What a restart needs to roll back: where PgBouncer stands and which file to restore. */
+static void
+cutover_persist(Cutover *cutover, CutoverStep step)
+{
+	json_object *root = json_object_new_object();
+	char *bouncer = cutover->pgbouncer != NULL ? conninfo_redact(cutover->pgbouncer) : NULL;
+
+	json_object_object_add(root, "step", json_object_new_string(cutover_step_name(step)));
+	json_object_object_add(root, "pgbouncer", bouncer != NULL ? json_object_new_string(bouncer) : NULL);
+	json_object_object_add(root, "pgbouncer_db",
+						   cutover->pgbouncer_db != NULL ? json_object_new_string(cutover->pgbouncer_db) : NULL);
+	json_object_object_add(root, "pgbouncer_ini",
+						   cutover->pgbouncer_ini != NULL ? json_object_new_string(cutover->pgbouncer_ini) : NULL);
+	json_object_object_add(root, "ini_backup",
+						   cutover->ini_backup[0] ? json_object_new_string(cutover->ini_backup) : NULL);
+	json_object_object_add(root, "paused", json_object_new_boolean(cutover->paused));
+	json_object_object_add(root, "ini_rewritten", json_object_new_boolean(cutover->ini_rewritten));
+	json_object_object_add(root, "switched", json_object_new_boolean(step == CUTOVER_REPORT || step == CUTOVER_DONE));
+	if (!cutover_write_json(cutover->state_dir, CUTOVER_FILE, root))
+		log_warning("cutover: could not persist the step reached");
+	json_object_put(root);
+	free(bouncer);
+}
+
+static void
+cutover_enter(Cutover *cutover, CutoverStep step)
+{
+	pthread_mutex_lock(&cutover->mutex);
+	cutover->status.step = step;
+	pthread_mutex_unlock(&cutover->mutex);
+	if (!cutover->options.dry_run)
+		cutover_persist(cutover, step);
+	log_info("cutover: %s", cutover_step_name(step));
+}
+
+static bool
+cutover_forced(Cutover *cutover, CutoverStep step)
+{
+	if (cutover->fail_at == NULL || strcmp(cutover->fail_at, cutover_step_name(step)) != 0)
+		return false;
+	cutover_fail(cutover, "failure forced at step %s (SWITCHYARD_CUTOVER_FAIL_AT)", cutover_step_name(step));
+	return true;
+}
+
+static bool
+cutover_within_pause(Cutover *cutover)
+{
+	double elapsed;
+
+	if (cutover->fence_started_ms == 0)
+		return true;
+	elapsed = cutover_now_ms() - cutover->fence_started_ms;
+	if (elapsed <= cutover->options.max_pause_ms)
+		return true;
+	cutover_fail(cutover, "the write pause reached %.0f ms, over --max-pause %d ms", elapsed,
+				 cutover->options.max_pause_ms);
+	return false;
+}
+
+/* ---- PgBouncer's admin console ---------------------------------------------------------- */
+
+/* PgBouncer rejects the startup options the agent's other sessions carry: a plain connection. */
+static PGconn *
+cutover_bouncer_connect(const char *conninfo)
+{
+	PGconn *conn = PQconnectdb(conninfo);
+
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	{
+		log_error("could not connect to the PgBouncer admin console: %s",
+				  conn != NULL ? conninfo_error(conn) : "out of memory");
+		log_hint("--pgbouncer takes a connection string to PgBouncer's \"pgbouncer\" database, "
+				 "as a user listed in admin_users");
+		if (conn != NULL)
+			PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+static bool
+cutover_bouncer_command(Cutover *cutover, const char *verb, const char *db)
+{
+	char sql[512];
+	PGresult *res;
+	bool ok;
+
+	if (db != NULL)
+		snprintf(sql, sizeof(sql), "%s %s", verb, db);
+	else
+		snprintf(sql, sizeof(sql), "%s", verb);
+	res = PQexec(cutover->bouncer, sql);
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok)
+		cutover_fail(cutover, "PgBouncer refused %s: %s", sql, conninfo_result_error(res));
+	PQclear(res);
+	return ok;
+}
+
+/* Where PgBouncer sends database db now: host, port, dbname from SHOW DATABASES. */
+static bool
+cutover_bouncer_target(Cutover *cutover, char *host, size_t hostlen, char *port, size_t portlen,
+					   char *dbname, size_t dblen)
+{
+	PGresult *res = PQexec(cutover->bouncer, "SHOW DATABASES");
+	bool found = false;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		cutover_fail(cutover, "PgBouncer SHOW DATABASES failed: %s", conninfo_result_error(res));
+		PQclear(res);
+		return false;
+	}
+	for (int i = 0; i < PQntuples(res) && !found; i++)
+	{
+		if (strcmp(PQgetvalue(res, i, PQfnumber(res, "name")), cutover->pgbouncer_db) != 0)
+			continue;
+		snprintf(host, hostlen, "%s", PQgetvalue(res, i, PQfnumber(res, "host")));
+		snprintf(port, portlen, "%s", PQgetvalue(res, i, PQfnumber(res, "port")));
+		snprintf(dbname, dblen, "%s", PQgetvalue(res, i, PQfnumber(res, "database")));
+		found = true;
+	}
+	PQclear(res);
+	if (!found)
+		cutover_fail(cutover, "PgBouncer has no database \"%s\"", cutover->pgbouncer_db);
+	return found;
+}
+
+/* host, port and dbname of a libpq connection string ("" when it leaves them out). */
+static bool
+cutover_conninfo_parts(const char *conninfo, char *host, size_t hostlen, char *port, size_t portlen,
+					   char *dbname, size_t dblen)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *options = PQconninfoParse(conninfo, &errmsg);
+
+	host[0] = port[0] = dbname[0] = '\0';
+	if (options == NULL)
+	{
+		PQfreemem(errmsg);
+		return false;
+	}
+	for (PQconninfoOption *opt = options; opt->keyword != NULL; opt++)
+	{
+		if (opt->val == NULL)
+			continue;
+		if (strcmp(opt->keyword, "host") == 0)
+			snprintf(host, hostlen, "%s", opt->val);
+		else if (strcmp(opt->keyword, "port") == 0)
+			snprintf(port, portlen, "%s", opt->val);
+		else if (strcmp(opt->keyword, "dbname") == 0)
+			snprintf(dbname, dblen, "%s", opt->val);
+	}
+	PQconninfoFree(options);
+	return true;
+}
+
+/* ---- pgbouncer.ini ----------------------------------------------------------------------- */
+
+static bool
+cutover_is_space(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* The connection settings a database line points with; everything else on it is kept. */
+static bool
+cutover_is_location_key(const char *key, size_t len)
+{
+	static const char *const keys[] = {"host", "port", "dbname"};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strlen(keys[i]) == len && strncmp(keys[i], key, len) == 0)
+			return true;
+	return false;
+}
+
+char *
+cutover_rewrite_ini(const char *text, const char *db, const char *host, const char *port,
+					const char *dbname)
+{
+	size_t cap = strlen(text) + strlen(host) + strlen(port) + strlen(dbname) + 64;
+	char *out = malloc(cap);
+	const char *line = text;
+	size_t used = 0;
+	bool in_databases = false;
+	bool replaced = false;
+
+	if (out == NULL)
+		return NULL;
+	while (*line)
+	{
+		const char *end = strchr(line, '\n');
+		size_t len = end != NULL ? (size_t) (end - line) + 1 : strlen(line);
+		const char *p = line;
+		bool handled = false;
+
+		while (p < line + len && cutover_is_space(*p))
+			p++;
+		if (*p == '[')
+			in_databases = strncmp(p, "[databases]", 11) == 0;
+		else if (in_databases && !replaced && strncmp(p, db, strlen(db)) == 0)
+		{
+			const char *q = p + strlen(db);
+
+			while (cutover_is_space(*q))
+				q++;
+			if (*q == '=')
+			{
+				/* keep the other settings of the line (pool_size, user, ...) */
+				const char *rest = q + 1;
+				const char *stop = line + len;
+
+				used += (size_t) snprintf(out + used, cap - used, "%.*s= host=%s port=%s dbname=%s",
+										  (int) (p - line + strlen(db) + (q - (p + strlen(db)))), line,
+										  host, port, dbname);
+				while (rest < stop)
+				{
+					const char *key;
+					const char *eq;
+					const char *value_end;
+
+					while (rest < stop && (cutover_is_space(*rest) || *rest == '\n' || *rest == '\r'))
+						rest++;
+					if (rest >= stop)
+						break;
+					key = rest;
+					eq = key;
+					while (eq < stop && *eq != '=' && !cutover_is_space(*eq) && *eq != '\n')
+						eq++;
+					value_end = eq;
+					if (eq < stop && *eq == '=')
+					{
+						value_end = eq + 1;
+						if (value_end < stop && *value_end == '\'')
+						{
+							value_end++;
+							while (value_end < stop && *value_end != '\'')
+								value_end++;
+							if (value_end < stop)
+								value_end++;
+						}
+						else
+							while (value_end < stop && !cutover_is_space(*value_end) && *value_end != '\n' &&
+								   *value_end != '\r')
+								value_end++;
+					}
+					if (!cutover_is_location_key(key, (size_t) (eq - key)))
+					{
+						size_t need = (size_t) (value_end - key) + 2;
+
+						if (used + need + 2 >= cap)
+						{
+							char *bigger = realloc(out, cap * 2 + need);
+
+							if (bigger == NULL)
+							{
+								free(out);
+								return NULL;
+							}
+							out = bigger;
+							cap = cap * 2 + need;
+						}
+						used += (size_t) snprintf(out + used, cap - used, " %.*s", (int) (value_end - key), key);
+					}
+					rest = value_end;
+				}
+				out[used++] = '\n';
+				out[used] = '\0';
+				replaced = true;
+				handled = true;
+			}
+		}
+		if (!handled)
+		{
+			if (used + len + 1 >= cap)
+			{
+				char *bigger = realloc(out, cap * 2 + len);
+
+				if (bigger == NULL)
+				{
+					free(out);
+					return NULL;
+				}
+				out = bigger;
+				cap = cap * 2 + len;
+			}
+			memcpy(out + used, line, len);
+			used += len;
+			out[used] = '\0';
+		}
+		line += len;
+	}
+	if (!replaced)
+	{
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static char *
+cutover_read_file(const char *path)
+{
+	FILE *file = fopen(path, "r");
+	char *text = NULL;
+	long size;
+
+	if (file == NULL)
+		return NULL;
+	if (fseek(file, 0, SEEK_END) == 0 && (size = ftell(file)) >= 0 && fseek(file, 0, SEEK_SET) == 0)
+	{
+		text = malloc((size_t) size + 1);
+		if (text != NULL && fread(text, 1, (size_t) size, file) == (size_t) size)
+			text[size] = '\0';
+		else
+		{
+			free(text);
+			text = NULL;
+		}
+	}
+	fclose(file);
+	return text;
+}
+
+static bool
+cutover_write_file(const char *path, const char *text, mode_t mode)
+{
+	char temp[1100];
+	int fd;
+	size_t len = strlen(text);
+	bool ok;
+
+	snprintf(temp, sizeof(temp), "%s.switchyard-tmp", path);
+	fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return false;
+	ok = write(fd, text, len) == (ssize_t) len && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	return ok && rename(temp, path) == 0;
+}
+
+/* ---- the steps --------------------------------------------------------------------------- */
+
+static void
+cutover_time(Cutover *cutover, CutoverStep step, double started)
+{
+	if (cutover->ntimings < (int) (sizeof(cutover->timings) / sizeof(cutover->timings[0])))
+	{
+		cutover->timings[cutover->ntimings].step = step;
+		cutover->timings[cutover->ntimings].ms = cutover_now_ms() - started;
+		cutover->ntimings++;
+	}
+}
+
+static bool
+cutover_query_lsn(Cutover *cutover, PGconn *conn, const char *sql, Lsn *out)
+{
+	PGresult *res = PQexec(conn, sql);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+		lsn_parse(PQgetvalue(res, 0, 0), out);
+
+	if (!ok)
+		cutover_fail(cutover, "could not read the source's WAL position: %s", conninfo_result_error(res));
+	PQclear(res);
+	return ok;
+}
+
+/* The latest verify must be clean: its report says so table by table. */
+static bool
+cutover_check_parity_report(Cutover *cutover)
+{
+	char path[1024];
+	json_object *root;
+	json_object *tables = NULL;
+	int dirty = 0;
+
+	snprintf(path, sizeof(path), "%s/parity/latest.json", cutover->state_dir);
+	root = json_object_from_file(path);
+	if (root == NULL)
+	{
+		cutover_fail(cutover, "no parity result yet: run switchyard verify first");
+		return false;
+	}
+	if (!json_object_object_get_ex(root, "tables", &tables))
+		tables = NULL;
+	if (tables != NULL && json_object_is_type(tables, json_type_object))
+	{
+		json_object_object_foreach(tables, name, table)
+		{
+			json_object *value = NULL;
+			int64_t differences = 0;
+
+			if (json_object_object_get_ex(table, "differences", &value))
+				differences = json_object_get_int64(value);
+			if (differences != 0 || (json_object_object_get_ex(table, "schema_issues", &value) &&
+									 json_object_get_int(value) > 0))
+			{
+				log_error("cutover: the latest verify of table %s found differences", name);
+				dirty++;
+			}
+		}
+	}
+	else if (tables != NULL && json_object_is_type(tables, json_type_array))
+	{
+		for (size_t i = 0; i < json_object_array_length(tables); i++)
+		{
+			json_object *table = json_object_array_get_idx(tables, i);
+			json_object *value = NULL;
+
+			if (json_object_object_get_ex(table, "differences", &value) && json_object_get_int64(value) != 0)
+				dirty++;
+			else if (json_object_object_get_ex(table, "clean", &value) && !json_object_get_boolean(value))
+				dirty++;
+		}
+	}
+	json_object_put(root);
+	if (dirty > 0)
+	{
+		cutover_fail(cutover, "the latest verify found differences in %d tables: repair them first "
+					 "(switchyard verify --repair)", dirty);
+		return false;
+	}
+	return true;
+}
+
+static bool
+cutover_preflight(Cutover *cutover)
+{
+	ApplyStats stats;
+	GuardStats guard;
+	Lsn current = LSN_INVALID;
+	PGresult *res = NULL;
+	char src_host[256], src_port[32], src_db[256];
+	char pb_host[256], pb_port[32], pb_db[256];
+	double started = cutover_now_ms();
+
+	cutover_enter(cutover, CUTOVER_PREFLIGHT);
+	if (cutover_forced(cutover, CUTOVER_PREFLIGHT))
+		return false;
+	cutover->source = conninfo_connect(cutover->source_conninfo, CONN_NORMAL, "cutover", "source");
+	cutover->target = conninfo_connect(cutover->target_conninfo, CONN_NORMAL, "cutover", "target");
+	if (cutover->source == NULL || cutover->target == NULL)
+	{
+		cutover_fail(cutover, "could not connect to the %s", cutover->source == NULL ? "source" : "target");
+		return false;
+	}
+	/* lag */
+	if (!cutover_query_lsn(cutover, cutover->source, "SELECT pg_current_wal_lsn()", &current))
+		return false;
+	apply_get_stats(cutover->options.applier, &stats);
+	if (stats.stopped || !stats.connected)
+	{
+		cutover_fail(cutover, "the applier is not running: %s", stats.last_error[0] ? stats.last_error : "stopped");
+		return false;
+	}
+	if (current > stats.applied_lsn && current - stats.applied_lsn > cutover->options.max_lag_bytes)
+	{
+		cutover_fail(cutover, "replication lag is %llu bytes, above the %llu allowed: wait for the target to "
+					 "catch up", (unsigned long long) (current - stats.applied_lsn),
+					 (unsigned long long) cutover->options.max_lag_bytes);
+		return false;
+	}
+	/* parity */
+	if (!cutover_check_parity_report(cutover))
+		return false;
+	/* guard */
+	if (cutover->options.guard != NULL)
+	{
+		guard_get_stats(cutover->options.guard, &guard);
+		if (!guard.watching || guard.sessions_now > 0)
+		{
+			cutover_fail(cutover, "the target guard %s (last: %s): end foreign sessions on the target first",
+						 guard.watching ? "sees foreign sessions on the target" : "is not watching the target",
+						 guard.last_violation[0] ? guard.last_violation : "none");
+			return false;
+		}
+		if (guard.violations_total > 0)
+			log_warning("cutover: the target guard saw %llu foreign sessions since the start (last: %s)",
+						(unsigned long long) guard.violations_total, guard.last_violation);
+	}
+	/* sequences readable */
+	res = PQexec(cutover->source, "SELECT count(*) FROM pg_sequences WHERE last_value IS NOT NULL OR last_value IS NULL");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		cutover_fail(cutover, "cannot read the source's sequences: %s", conninfo_result_error(res));
+		PQclear(res);
+		return false;
+	}
+	PQclear(res);
+	/* PgBouncer */
+	if (cutover->pgbouncer != NULL)
+	{
+		char *ini;
+		char *rewritten;
+
+		if (!cutover_conninfo_parts(cutover->target_conninfo, cutover->target_host, sizeof(cutover->target_host),
+									cutover->target_port, sizeof(cutover->target_port),
+									cutover->target_dbname, sizeof(cutover->target_dbname)) ||
+			cutover->target_host[0] == '\0' || cutover->target_dbname[0] == '\0')
+		{
+			cutover_fail(cutover, "the target connection string must name host and dbname for PgBouncer");
+			return false;
+		}
+		if (cutover->target_port[0] == '\0')
+			snprintf(cutover->target_port, sizeof(cutover->target_port), "5432");
+		cutover->bouncer = cutover_bouncer_connect(cutover->pgbouncer);
+		if (cutover->bouncer == NULL)
+		{
+			cutover_fail(cutover, "PgBouncer is not reachable");
+			return false;
+		}
+		if (!cutover_bouncer_target(cutover, pb_host, sizeof(pb_host), pb_port, sizeof(pb_port), pb_db, sizeof(pb_db)))
+			return false;
+		if (!cutover_conninfo_parts(cutover->source_conninfo, src_host, sizeof(src_host), src_port,
+									sizeof(src_port), src_db, sizeof(src_db)))
+			return false;
+		if ((src_db[0] && strcmp(src_db, pb_db) != 0) || (src_port[0] && strcmp(src_port, pb_port) != 0) ||
+			(src_host[0] && strcmp(src_host, pb_host) != 0))
+		{
+			cutover_fail(cutover, "PgBouncer database \"%s\" points at host=%s port=%s dbname=%s, not at the source",
+						 cutover->pgbouncer_db, pb_host, pb_port, pb_db);
+			return false;
+		}
+		ini = cutover_read_file(cutover->pgbouncer_ini);
+		if (ini == NULL)
+		{
+			cutover_fail(cutover, "cannot read PgBouncer's configuration \"%s\": %s", cutover->pgbouncer_ini,
+						 strerror(errno));
+			return false;
+		}
+		rewritten = cutover_rewrite_ini(ini, cutover->pgbouncer_db, cutover->target_host,
+										cutover->target_port, cutover->target_dbname);
+		free(ini);
+		if (rewritten == NULL)
+		{
+			cutover_fail(cutover, "\"%s\" has no line for database \"%s\" in its [databases] section",
+						 cutover->pgbouncer_ini, cutover->pgbouncer_db);
+			return false;
+		}
+		free(rewritten);
+		if (access(cutover->pgbouncer_ini, W_OK) != 0)
+		{
+			cutover_fail(cutover, "cannot write PgBouncer's configuration \"%s\": %s", cutover->pgbouncer_ini,
+						 strerror(errno));
+			return false;
+		}
+	}
+	cutover_time(cutover, CUTOVER_PREFLIGHT, started);
+	return true;
+}
+
+static bool
+cutover_fence(Cutover *cutover)
+{
+	double started = cutover_now_ms();
+
+	cutover_enter(cutover, CUTOVER_FENCE);
+	cutover->fence_started_ms = started;
+	if (cutover_forced(cutover, CUTOVER_FENCE))
+		return false;
+	if (cutover->bouncer != NULL)
+	{
+		/* in-flight transactions finish; new ones wait inside PgBouncer */
+		cutover->paused = true;
+		cutover_persist(cutover, CUTOVER_FENCE);
+		if (!cutover_bouncer_command(cutover, "PAUSE", cutover->pgbouncer_db))
+			return false;
+	}
+	cutover_time(cutover, CUTOVER_FENCE, started);
+	return cutover_within_pause(cutover);
+}
+
+static bool
+cutover_drain(Cutover *cutover)
+{
+	double started = cutover_now_ms();
+	ApplyStats stats;
+	Lsn marker = LSN_INVALID;
+	char lsnbuf[LSN_FORMAT_SIZE];
+
+	cutover_enter(cutover, CUTOVER_DRAIN);
+	if (cutover_forced(cutover, CUTOVER_DRAIN))
+		return false;
+	/* a marker in the stream: once the target is past it, it holds every fenced write */
+	if (!cutover_query_lsn(cutover, cutover->source,
+						   "SELECT pg_logical_emit_message(true, 'switchyard', 'cutover fence')", &marker))
+		return false;
+	cutover->fence_lsn = marker;
+	for (;;)
+	{
+		struct timespec nap = {0, 200000};
+
+		apply_get_stats(cutover->options.applier, &stats);
+		if (stats.applied_lsn >= marker)
+			break;
+		if (stats.stopped)
+		{
+			cutover_fail(cutover, "the applier stopped while draining: %s", stats.last_error);
+			return false;
+		}
+		if (!cutover_within_pause(cutover))
+			return false;
+		nanosleep(&nap, NULL);
+	}
+	log_info("cutover: target holds everything up to %s", lsn_format(marker, lsnbuf));
+	cutover_time(cutover, CUTOVER_DRAIN, started);
+	return cutover_within_pause(cutover);
+}
+
+/* "a","b" as a text[] literal, quotes and backslashes escaped. */
+static bool
+cutover_array_append(char **buf, size_t *used, size_t *cap, const char *value)
+{
+	size_t need = 2 * strlen(value) + 4;
+
+	if (*used + need >= *cap)
+	{
+		size_t newcap = (*cap + need) * 2;
+		char *bigger = realloc(*buf, newcap);
+
+		if (bigger == NULL)
+			return false;
+		*buf = bigger;
+		*cap = newcap;
+	}
+	/* the first element opens the literal; the caller closes it */
+	(*buf)[*used] = *used == 0 ? '{' : ',';
+	(*used)++;
+	(*buf)[(*used)++] = '"';
+	for (const char *p = value; *p; p++)
+	{
+		if (*p == '"' || *p == '\\')
+			(*buf)[(*used)++] = '\\';
+		(*buf)[(*used)++] = *p;
+	}
+	(*buf)[(*used)++] = '"';
+	(*buf)[*used] = '\0';
+	return true;
+}
+
+static bool
+cutover_sequences(Cutover *cutover)
+{
+	double started = cutover_now_ms();
+	PGresult *res = NULL;
+	PGresult *set = NULL;
+	char *names = NULL;
+	char *values = NULL;
+	size_t nused = 0, ncap = 0, vused = 0, vcap = 0;
+	const char *params[2];
+	bool ok = false;
+
+	cutover_enter(cutover, CUTOVER_SEQUENCES);
+	if (cutover_forced(cutover, CUTOVER_SEQUENCES))
+		return false;
+	res = PQexec(cutover->source,
+				 "SELECT format('%I.%I', schemaname, sequencename), last_value::text "
+				 "FROM pg_sequences WHERE last_value IS NOT NULL");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		cutover_fail(cutover, "could not read the source's sequences: %s", conninfo_result_error(res));
+		goto cleanup;
+	}
+	if (PQntuples(res) == 0)
+	{
+		ok = true;
+		goto cleanup;
+	}
+	for (int i = 0; i < PQntuples(res); i++)
+		if (!cutover_array_append(&names, &nused, &ncap, PQgetvalue(res, i, 0)) ||
+			!cutover_array_append(&values, &vused, &vcap, PQgetvalue(res, i, 1)))
+			goto cleanup;
+	names[nused++] = '}';
+	names[nused] = '\0';
+	values[vused++] = '}';
+	values[vused] = '\0';
+	params[0] = names;
+	params[1] = values;
+	/* one round trip for all of them: the pause is short */
+	set = PQexecParams(cutover->target,
+					   "SELECT count(setval(to_regclass(s), v, true)) "
+					   "FROM unnest($1::text[], $2::bigint[]) AS x(s, v) WHERE to_regclass(s) IS NOT NULL",
+					   2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(set) != PGRES_TUPLES_OK)
+	{
+		cutover_fail(cutover, "could not set the target's sequences: %s", conninfo_result_error(set));
+		goto cleanup;
+	}
+	cutover->sequences_set = atoi(PQgetvalue(set, 0, 0));
+	ok = true;
+cleanup:
+	PQclear(res);
+	PQclear(set);
+	free(names);
+	free(values);
+	cutover_time(cutover, CUTOVER_SEQUENCES, started);
+	return ok && cutover_within_pause(cutover);
+}
+
+static bool
+cutover_parity(Cutover *cutover)
+{
+	double started = cutover_now_ms();
+	bool clean = false;
+	char why[256] = "";
+
+	cutover_enter(cutover, CUTOVER_PARITY);
+	if (cutover_forced(cutover, CUTOVER_PARITY))
+		return false;
+	if (cutover->options.final_parity != NULL)
+	{
+		if (!cutover->options.final_parity(cutover->options.final_parity_arg, &clean, &cutover->rows_verified,
+										   why, sizeof(why)))
+		{
+			cutover_fail(cutover, "the final parity could not run: %s", why);
+			return false;
+		}
+		if (!clean)
+		{
+			cutover_fail(cutover, "the final parity found differences: %s", why);
+			return false;
+		}
+	}
+	cutover_time(cutover, CUTOVER_PARITY, started);
+	return cutover_within_pause(cutover);
+}
+
+static bool
+cutover_lift_guard(Cutover *cutover)
+{
+	double started = cutover_now_ms();
+
+	cutover_enter(cutover, CUTOVER_LIFT_GUARD);
+	if (cutover_forced(cutover, CUTOVER_LIFT_GUARD))
+		return false;
+	if (cutover->options.guard != NULL)
+	{
+		cutover->guard_lifted = true;
+		if (!guard_lift(cutover->options.guard))
+		{
+			cutover_fail(cutover, "could not lift the target guard");
+			return false;
+		}
+	}
+	cutover_time(cutover, CUTOVER_LIFT_GUARD, started);
+	return cutover_within_pause(cutover);
+}
+
+static bool
+cutover_switch(Cutover *cutover)
+{
+	double started = cutover_now_ms();
+	char host[256], port[32], dbname[256];
+	char *ini = NULL;
+	char *rewritten = NULL;
+	bool ok = false;
+
+	cutover_enter(cutover, CUTOVER_SWITCH);
+	if (cutover_forced(cutover, CUTOVER_SWITCH) || !cutover_within_pause(cutover))
+		return false;
+	if (cutover->bouncer == NULL)
+	{
+		cutover_time(cutover, CUTOVER_SWITCH, started);
+		return true;
+	}
+	ini = cutover_read_file(cutover->pgbouncer_ini);
+	if (ini == NULL)
+	{
+		cutover_fail(cutover, "cannot read \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
+		goto cleanup;
+	}
+	rewritten = cutover_rewrite_ini(ini, cutover->pgbouncer_db, cutover->target_host, cutover->target_port,
+									cutover->target_dbname);
+	snprintf(cutover->ini_backup, sizeof(cutover->ini_backup), "%s.switchyard-backup", cutover->pgbouncer_ini);
+	if (rewritten == NULL || !cutover_write_file(cutover->ini_backup, ini, 0600))
+	{
+		cutover_fail(cutover, "could not keep a backup of \"%s\"", cutover->pgbouncer_ini);
+		goto cleanup;
+	}
+	cutover->ini_rewritten = true;
+	cutover_persist(cutover, CUTOVER_SWITCH);
+	if (!cutover_write_file(cutover->pgbouncer_ini, rewritten, 0644))
+	{
+		cutover_fail(cutover, "could not write \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
+		goto cleanup;
+	}
+	if (!cutover_bouncer_command(cutover, "RELOAD", NULL))
+		goto cleanup;
+	if (!cutover_bouncer_target(cutover, host, sizeof(host), port, sizeof(port), dbname, sizeof(dbname)))
+		goto cleanup;
+	if (strcmp(host, cutover->target_host) != 0 || strcmp(port, cutover->target_port) != 0 ||
+		strcmp(dbname, cutover->target_dbname) != 0)
+	{
+		cutover_fail(cutover, "after RELOAD PgBouncer still points database \"%s\" at host=%s port=%s dbname=%s",
+					 cutover->pgbouncer_db, host, port, dbname);
+		goto cleanup;
+	}
+	/* from here the application writes to the target: no way back but a new migration */
+	cutover_persist(cutover, CUTOVER_REPORT);
+	if (!cutover_bouncer_command(cutover, "RESUME", cutover->pgbouncer_db))
+	{
+		log_warning("cutover: PgBouncer now points at the target but did not RESUME: run RESUME %s on its console",
+					cutover->pgbouncer_db);
+		cutover->failure[0] = '\0';
+	}
+	cutover->paused = false;
+	ok = true;
+cleanup:
+	cutover->pause_ms = cutover_now_ms() - cutover->fence_started_ms;
+	free(ini);
+	free(rewritten);
+	cutover_time(cutover, CUTOVER_SWITCH, started);
+	return ok;
+}
+
+static void
+cutover_rollback(Cutover *cutover)
+{
+	log_warning("cutover: rolling back: %s", cutover->failure);
+	if (cutover->ini_rewritten && cutover->ini_backup[0])
+	{
+		char *backup = cutover_read_file(cutover->ini_backup);
+
+		if (backup == NULL || !cutover_write_file(cutover->pgbouncer_ini, backup, 0644))
+			log_error("cutover: could not restore \"%s\" from \"%s\": restore it by hand and RELOAD PgBouncer",
+					  cutover->pgbouncer_ini, cutover->ini_backup);
+		else if (cutover->bouncer != NULL)
+		{
+			PGresult *res = PQexec(cutover->bouncer, "RELOAD");
+
+			PQclear(res);
+		}
+		free(backup);
+	}
+	if (cutover->guard_lifted && cutover->options.guard != NULL && !guard_reinstate(cutover->options.guard))
+		log_error("cutover: could not put the target guard back in place");
+	if (cutover->paused)
+	{
+		PGconn *bouncer = cutover->bouncer;
+		char sql[512];
+		PGresult *res;
+
+		/* the PAUSE may still be waiting on the first session: a fresh one resumes */
+		if (bouncer == NULL || PQstatus(bouncer) != CONNECTION_OK || PQisBusy(bouncer))
+			bouncer = cutover_bouncer_connect(cutover->pgbouncer);
+		snprintf(sql, sizeof(sql), "RESUME %s", cutover->pgbouncer_db);
+		res = bouncer != NULL ? PQexec(bouncer, sql) : NULL;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			log_error("cutover: could not RESUME PgBouncer: %s; run RESUME %s on its console now",
+					  res != NULL ? conninfo_result_error(res) : "no connection", cutover->pgbouncer_db);
+		else
+			cutover->paused = false;
+		PQclear(res);
+		if (bouncer != cutover->bouncer && bouncer != NULL)
+			PQfinish(bouncer);
+	}
+	if (cutover->fence_started_ms > 0)
+		cutover->pause_ms = cutover_now_ms() - cutover->fence_started_ms;
+}
+
+static void
+cutover_write_report(Cutover *cutover, bool succeeded)
+{
+	json_object *root = json_object_new_object();
+	json_object *steps = json_object_new_array();
+	char lsnbuf[LSN_FORMAT_SIZE];
+	time_t now = time(NULL);
+	char when[32];
+
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	json_object_object_add(root, "outcome", json_object_new_string(
+		cutover->options.dry_run ? "checked" : succeeded ? "switched" : "aborted"));
+	json_object_object_add(root, "finished_at", json_object_new_string(when));
+	json_object_object_add(root, "reason", cutover->failure[0] ? json_object_new_string(cutover->failure) : NULL);
+	json_object_object_add(root, "pause_ms", json_object_new_double(cutover->pause_ms));
+	json_object_object_add(root, "fence_lsn", json_object_new_string(lsn_format(cutover->fence_lsn, lsnbuf)));
+	json_object_object_add(root, "rows_verified", json_object_new_int64((int64_t) cutover->rows_verified));
+	json_object_object_add(root, "sequences_set", json_object_new_int(cutover->sequences_set));
+	for (int i = 0; i < cutover->ntimings; i++)
+	{
+		json_object *step = json_object_new_object();
+
+		json_object_object_add(step, "step", json_object_new_string(cutover_step_name(cutover->timings[i].step)));
+		json_object_object_add(step, "ms", json_object_new_double(cutover->timings[i].ms));
+		json_object_array_add(steps, step);
+	}
+	json_object_object_add(root, "steps", steps);
+	if (!cutover_write_json(cutover->state_dir, CUTOVER_REPORT_FILE, root))
+		log_warning("cutover: could not write the report");
+	json_object_put(root);
+}
+
+static void *
+cutover_main(void *arg)
+{
+	Cutover *cutover = arg;
+	bool ok;
+	CutoverStep final;
+
+	log_set_thread_name("cutover");
+	ok = cutover_preflight(cutover);
+	if (ok && cutover->options.dry_run)
+		final = CUTOVER_CHECKED;
+	else
+	{
+		ok = ok && cutover_fence(cutover) && cutover_drain(cutover) && cutover_sequences(cutover) &&
+			cutover_parity(cutover) && cutover_lift_guard(cutover) && cutover_switch(cutover);
+		if (!ok)
+			cutover_rollback(cutover);
+		final = ok ? CUTOVER_DONE : CUTOVER_ABORTED;
+	}
+	if (!ok && cutover->options.dry_run)
+		final = CUTOVER_ABORTED;
+	cutover_write_report(cutover, ok);
+	if (!cutover->options.dry_run)
+	{
+		cutover_persist(cutover, final);
+		if (!ok)
+		{
+			char path[1024];
+
+			/* rolled back: nothing to recover on the next start */
+			snprintf(path, sizeof(path), "%s/%s", cutover->state_dir, CUTOVER_FILE);
+			unlink(path);
+		}
+	}
+	if (ok && !cutover->options.dry_run)
+		log_info("cutover: done: the application now uses the target (write pause %.1f ms)", cutover->pause_ms);
+	pthread_mutex_lock(&cutover->mutex);
+	cutover->status.step = final;
+	cutover->status.finished = true;
+	cutover->status.succeeded = ok;
+	cutover->status.pause_ms = cutover->pause_ms;
+	snprintf(cutover->status.message, sizeof(cutover->status.message), "%s",
+			 ok ? (cutover->options.dry_run ? "preflight passed" : "switched to the target") : cutover->failure);
+	pthread_mutex_unlock(&cutover->mutex);
+	if (cutover->source != NULL)
+		PQfinish(cutover->source);
+	if (cutover->target != NULL)
+		PQfinish(cutover->target);
+	if (cutover->bouncer != NULL)
+		PQfinish(cutover->bouncer);
+	cutover->source = cutover->target = cutover->bouncer = NULL;
+	return NULL;
+}
+
+static char *
+cutover_strdup_or_null(const char *text)
+{
+	return text != NULL && text[0] ? strdup(text) : NULL;
+}
+
+bool
+cutover_start(const CutoverOptions *options, Cutover **out)
+{
+	Cutover *cutover = calloc(1, sizeof(*cutover));
+
+	*out = NULL;
+	if (cutover == NULL)
+		return false;
+	cutover->options = *options;
+	if (cutover->options.max_pause_ms <= 0)
+		cutover->options.max_pause_ms = CUTOVER_DEFAULT_MAX_PAUSE_MS;
+	if (cutover->options.max_lag_bytes == 0)
+		cutover->options.max_lag_bytes = CUTOVER_DEFAULT_MAX_LAG;
+	cutover->state_dir = strdup(options->state_dir);
+	cutover->source_conninfo = strdup(options->source_conninfo);
+	cutover->target_conninfo = strdup(options->target_conninfo);
+	cutover->pgbouncer = cutover_strdup_or_null(options->pgbouncer);
+	cutover->pgbouncer_db = cutover_strdup_or_null(options->pgbouncer_db);
+	cutover->pgbouncer_ini = cutover_strdup_or_null(options->pgbouncer_ini);
+	cutover->fail_at = cutover_strdup_or_null(options->fail_at);
+	pthread_mutex_init(&cutover->mutex, NULL);
+	snprintf(cutover->status.report_path, sizeof(cutover->status.report_path), "%s/%s", options->state_dir,
+			 CUTOVER_REPORT_FILE);
+	if (pthread_create(&cutover->thread, NULL, cutover_main, cutover) != 0)
+	{
+		log_error("could not start the cutover thread");
+		cutover_free(cutover);
+		return false;
+	}
+	cutover->thread_started = true;
+	*out = cutover;
+	return true;
+}
+
+void
+cutover_get_status(Cutover *cutover, CutoverStatus *out)
+{
+	pthread_mutex_lock(&cutover->mutex);
+	*out = cutover->status;
+	pthread_mutex_unlock(&cutover->mutex);
+}
+
+void
+cutover_free(Cutover *cutover)
+{
+	if (cutover == NULL)
+		return;
+	if (cutover->thread_started)
+		pthread_join(cutover->thread, NULL);
+	pthread_mutex_destroy(&cutover->mutex);
+	free(cutover->state_dir);
+	free(cutover->source_conninfo);
+	free(cutover->target_conninfo);
+	free(cutover->pgbouncer);
+	free(cutover->pgbouncer_db);
+	free(cutover->pgbouncer_ini);
+	free(cutover->fail_at);
+	free(cutover);
+}
+
+bool
+cutover_recover(const char *state_dir, bool *switched)
+{
+	char path[1024];
+	json_object *root;
+	json_object *value = NULL;
+	const char *step;
+	bool paused = false;
+	bool rewritten = false;
+
+	*switched = false;
+	snprintf(path, sizeof(path), "%s/%s", state_dir, CUTOVER_FILE);
+	if (access(path, F_OK) != 0)
+		return true;
+	root = json_object_from_file(path);
+	if (root == NULL)
+	{
+		log_error("could not read the cutover progress \"%s\"", path);
+		return false;
+	}
+	step = json_object_object_get_ex(root, "step", &value) ? json_object_get_string(value) : "";
+	if (json_object_object_get_ex(root, "switched", &value) && json_object_get_boolean(value))
+	{
+		*switched = true;
+		json_object_put(root);
+		return true;
+	}
+	paused = json_object_object_get_ex(root, "paused", &value) && json_object_get_boolean(value);
+	rewritten = json_object_object_get_ex(root, "ini_rewritten", &value) && json_object_get_boolean(value);
+	log_warning("an interrupted cutover (at step %s) is rolled back", step);
+	if (rewritten)
+	{
+		const char *ini = json_object_object_get_ex(root, "pgbouncer_ini", &value) ? json_object_get_string(value) : NULL;
+		const char *backup = json_object_object_get_ex(root, "ini_backup", &value) ? json_object_get_string(value) : NULL;
+		char *text = backup != NULL ? cutover_read_file(backup) : NULL;
+
+		if (ini == NULL || text == NULL || !cutover_write_file(ini, text, 0644))
+			log_error("could not restore PgBouncer's configuration from \"%s\": restore it by hand",
+					  backup != NULL ? backup : "(no backup)");
+		free(text);
+	}
+	if (paused || rewritten)
+	{
+		const char *bouncer_conninfo = json_object_object_get_ex(root, "pgbouncer", &value) ? json_object_get_string(value) : NULL;
+		const char *db = json_object_object_get_ex(root, "pgbouncer_db", &value) ? json_object_get_string(value) : NULL;
+		PGconn *bouncer = bouncer_conninfo != NULL ? cutover_bouncer_connect(bouncer_conninfo) : NULL;
+
+		if (bouncer != NULL && db != NULL)
+		{
+			char sql[512];
+			PGresult *res;
+
+			if (rewritten)
+				PQclear(PQexec(bouncer, "RELOAD"));
+			snprintf(sql, sizeof(sql), "RESUME %s", db);
+			res = PQexec(bouncer, sql);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK && strstr(PQresultErrorMessage(res), "not paused") == NULL)
+				log_error("could not RESUME PgBouncer database \"%s\": %s", db, conninfo_result_error(res));
+			PQclear(res);
+		}
+		else
+			log_error("could not reach PgBouncer to resume it: run RESUME on its console");
+		if (bouncer != NULL)
+			PQfinish(bouncer);
+	}
+	json_object_put(root);
+	unlink(path);
+	return true;
+}

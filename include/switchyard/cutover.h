@@ -1,0 +1,101 @@
+/*
+ * The cutover: one command that switches the application from the source to the target.
+ * A state machine on its own thread inside the running agent: preflight, fence writes
+ * (PgBouncer PAUSE), drain the stream, set sequences, final parity, lift the target guard,
+ * repoint PgBouncer and RESUME, report. Any failure before the switch rolls back; the
+ * progress is persisted so a crash mid-cutover is rolled back on the next start.
+ */
+#ifndef SWITCHYARD_CUTOVER_H
+#define SWITCHYARD_CUTOVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "switchyard/apply.h"
+#include "switchyard/guard.h"
+#include "switchyard/lsn.h"
+
+typedef enum CutoverStep
+{
+	CUTOVER_IDLE = 0,
+	CUTOVER_PREFLIGHT,
+	CUTOVER_FENCE,
+	CUTOVER_DRAIN,
+	CUTOVER_SEQUENCES,
+	CUTOVER_PARITY,
+	CUTOVER_LIFT_GUARD,
+	CUTOVER_SWITCH,
+	CUTOVER_REPORT,
+	CUTOVER_DONE,           /* switched: the application now writes to the target */
+	CUTOVER_ABORTED,        /* rolled back: the source serves, streaming goes on */
+	CUTOVER_CHECKED         /* --dry-run: the preflight passed, nothing changed */
+} CutoverStep;
+
+/*
+ * The final parity inside the fence, provided by the agent: compares source and target as
+ * they are now (writes are fenced and the stream drained). Returns false when it could not
+ * run; *clean says whether they are equal, *rows how many rows were compared.
+ */
+typedef bool (*CutoverParityFn)(void *arg, bool *clean, uint64_t *rows, char *why, size_t whylen);
+
+typedef struct CutoverOptions
+{
+	const char *state_dir;
+	const char *source_conninfo;
+	const char *target_conninfo;
+	const char *pgbouncer;          /* admin console conninfo (dbname=pgbouncer), or NULL */
+	const char *pgbouncer_db;
+	const char *pgbouncer_ini;
+	bool manual_fence;              /* no PgBouncer: the operator has stopped the writes */
+	bool dry_run;
+	int max_pause_ms;               /* 0 = 5000: the fence is lifted (rolled back) past this */
+	uint64_t max_lag_bytes;         /* 0 = 16 MiB: preflight refuses above this */
+	const char *fail_at;            /* tests: a step name at which a failure is forced */
+	Applier *applier;
+	Guard *guard;                   /* NULL: no application roles guarded */
+	CutoverParityFn final_parity;
+	void *final_parity_arg;
+} CutoverOptions;
+
+typedef struct CutoverStatus
+{
+	CutoverStep step;
+	bool finished;
+	bool succeeded;
+	double pause_ms;                /* fence to resume, once known */
+	char message[512];              /* the reason for an abort, or the outcome */
+	char report_path[512];
+} CutoverStatus;
+
+typedef struct Cutover Cutover;
+
+/* Starts the cutover thread. */
+bool cutover_start(const CutoverOptions *options, Cutover **out) __attribute__((warn_unused_result));
+void cutover_get_status(Cutover *cutover, CutoverStatus *out);
+/* Waits for the thread. Accepts NULL. */
+void cutover_free(Cutover *cutover);
+const char *cutover_step_name(CutoverStep step);
+
+/*
+ * At agent start: a cutover interrupted before its switch is rolled back (PgBouncer resumed
+ * and its file restored; the guard is reinstated by the guard itself). *switched says
+ * whether an earlier cutover completed: then the agent must not stream again.
+ */
+bool cutover_recover(const char *state_dir, bool *switched) __attribute__((warn_unused_result));
+
+/* `switchyard cutover`: the command-line side; returns an exit status. */
+struct CliOptions;
+int cutover_command(const struct CliOptions *options);
+
+/* ---- pure parts, for the unit tests ---------------------------------------------------- */
+
+/*
+ * Rewrites the line for database `db` in the [databases] section of a pgbouncer.ini text so
+ * that it points at host/port/dbname (other settings on the line, like pool_size, kept).
+ * Returns the new text (caller frees) or NULL when the section has no such line.
+ */
+char *cutover_rewrite_ini(const char *text, const char *db, const char *host, const char *port,
+						  const char *dbname);
+
+#endif

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Cutover through a real PgBouncer while the chat workload runs through it at a steady rate:
+# the preflight refuses bad input and changes nothing; a failure forced at each step before
+# the switch rolls back (the source keeps serving, nothing lost); the real cutover gives zero
+# failed client transactions, every change committed before the switch on the target, new
+# ids after it without collision, and the clients' worst latency is printed.
+. "$(dirname "$0")/lib.sh"
+harness_init 240
+
+plan 17
+
+command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
+ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
+
+# PgBouncer in front of the source, run as postgres in the test's temp dir.
+PGB_DIR=$SY_BASE/pgbouncer
+mkdir -p "$PGB_DIR" && chown postgres "$PGB_DIR"
+PGB_PORT=$(claim_port)
+PGB_INI=$PGB_DIR/pgbouncer.ini
+cat >"$PGB_INI" <<INI
+[databases]
+chat = host=$SRC_HOST port=$SRC_PORT dbname=postgres pool_size=10
+
+[pgbouncer]
+listen_addr =
+listen_port = $PGB_PORT
+unix_socket_dir = $PGB_DIR
+auth_type = any
+admin_users = postgres
+pool_mode = transaction
+ignore_startup_parameters = extra_float_digits,options
+logfile = $PGB_DIR/pgbouncer.log
+INI
+chown postgres "$PGB_INI"
+bg_start pgbouncer runuser -u postgres -- pgbouncer "$PGB_INI"
+PGB_ADMIN="host=$PGB_DIR port=$PGB_PORT dbname=pgbouncer user=postgres"
+ok "PgBouncer is up in front of the source" wait_for 20 pgbouncer \
+	"$PGBIN/psql" -X -d "$PGB_ADMIN" -c "show databases"
+
+agent_start_chat
+ok "the agent streams" wait_for 30 'phase "streaming"' eval '[ "$(status_get phase)" = streaming ]'
+ok "a verify at a common point is clean" timeout 120 "$SWITCHYARD" verify --state-dir "$AGENT_STATE" \
+	--source "$SRC_CONN" --target "$DST_CONN"
+
+cutover() {
+	timeout 120 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --pgbouncer "$PGB_ADMIN" \
+		--pgbouncer-db chat --pgbouncer-ini "$PGB_INI" --yes "$@"
+}
+pointing_at_source() {
+	grep -q "host=$SRC_HOST port=$SRC_PORT" "$PGB_INI" &&
+		"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" | grep -q "^chat|$SRC_HOST|$SRC_PORT|"
+}
+
+# Bad input: the preflight refuses with the reason and changes nothing.
+out=$(cutover --pgbouncer-db nosuchdb 2>&1); rc=$?
+is "$rc" 6 "a wrong PgBouncer database is refused (exit 6)"
+like "$out" 'nosuchdb' "... naming it" || diag "$out"
+out=$(timeout 60 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --pgbouncer "host=$PGB_DIR port=1 dbname=pgbouncer" \
+	--pgbouncer-db chat --pgbouncer-ini "$PGB_INI" --yes 2>&1); rc=$?
+ok "an unreachable PgBouncer is refused, PgBouncer untouched" eval '[ "$rc" = 6 ] && pointing_at_source' ||
+	diag "$out"
+out=$(cutover --dry-run 2>&1); rc=$?
+ok "--dry-run passes the preflight and changes nothing" eval '[ "$rc" = 0 ] && pointing_at_source' || diag "$out"
+
+# The abort path: a failure forced at each step before the switch rolls everything back.
+aborted=0
+for step in fence drain sequences parity lift-guard switch; do
+	out=$(SWITCHYARD_CUTOVER_FAIL_AT=$step cutover 2>&1); rc=$?
+	if [ "$rc" = 6 ] && pointing_at_source && "$PGBIN/psql" -X -d "host=$PGB_DIR port=$PGB_PORT dbname=chat user=postgres" \
+		-c "insert into agents (name, email) values ('after abort at $step', 'x@example.test')" >/dev/null 2>&1; then
+		aborted=$((aborted + 1))
+	else
+		diag "abort at $step: rc=$rc $out"
+	fi
+done
+is "$aborted" 6 "a failure forced at each of the 6 steps before the switch rolls back: the source serves writes"
+ok "... and the agent keeps streaming them" catch_up SRC 60
+
+# The real cutover, under a steady load through PgBouncer.
+LOGDIR=$SY_BASE/pgbench-log
+mkdir -p "$LOGDIR"
+bg_start pgbench.cutover bash -c "cd '$LOGDIR' && exec '$PGBIN/pgbench' -h '$PGB_DIR' -p '$PGB_PORT' -U postgres \
+	-n -T 16 -R 100 -c 4 -j 2 -D scale=$CHAT_SCALE --log $(printf -- '-f %s ' "${CHAT_SCRIPTS[@]/#/$CHAT/}") chat"
+WORKLOAD_PID=$BG_PID
+sleep 5
+before_switch=$(psql_on SRC "select sum(n) from counters")
+out=$(cutover 2>&1); rc=$?
+is "$rc" 0 "switchyard cutover switches (exit 0)" || diag "$out"
+diag "$(printf '%s\n' "$out" | grep -E 'write pause|fence LSN|rows verified|sequences set' | tr '\n' ';')"
+ok "PgBouncer now points at the target" eval '"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" |
+	grep -q "^chat|$DST_HOST|$DST_PORT|"'
+ok "the chat workload through PgBouncer had zero failed transactions" workload_wait "$WORKLOAD_PID" pgbench.cutover
+ok "every counter increment, before and after the switch, is on the target exactly once" chat_check_counters DST
+ok "the source froze at the fence: the target holds all of its increments and more" eval \
+	'[ "$(psql_on DST "select sum(n) from counters")" -gt "$(psql_on SRC "select sum(n) from counters")" ] &&
+	 [ "$(psql_on SRC "select sum(n) from counters")" -ge "$before_switch" ]'
+# Client-side latency around the switch, from pgbench's per-transaction log (microseconds).
+stats=$(cat "$LOGDIR"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {
+	if (NR == 0) { print "none"; exit }
+	printf "n=%d p50=%.1fms p99=%.1fms max=%.1fms", NR, a[int(NR*0.5)+1]/1000, a[int(NR*0.99)+1]/1000, a[NR]/1000 }')
+diag "client latency through the cutover: $stats"
+max_ms=$(printf '%s' "$stats" | sed -n 's/.*max=\([0-9.]*\)ms.*/\1/p')
+ok "the worst client latency stayed under 2 s ($stats)" awk -v m="${max_ms:-99999}" 'BEGIN { exit !(m < 2000) }'
+ok "the agent ended its streaming after the switch (exit 0)" agent_wait 30
