@@ -38,6 +38,7 @@
 #define AGENT_TICK_MS 100
 #define AGENT_SOURCE_POLL_MS 1000
 #define AGENT_STATE_SAVE_MS 5000
+#define AGENT_HOLD_MAX_US (INT64_C(30) * 60 * 1000000)
 
 typedef struct Agent
 {
@@ -57,6 +58,9 @@ typedef struct Agent
 	Copy *copy;
 	Cutover *cutover;             /* the cutover in progress or finished, if any */
 	CutoverStatus cutover_status; /* the last agent_fill_status read: its strings back the status */
+	Lsn hold_lsn;                 /* parity barrier (APPLY_HOLD), 0 when none */
+	int64_t hold_since_us;
+	bool paused;                  /* switchyard pause: the applier holds, receiving goes on */
 	bool cutover_reported;
 	PGconn *export_conn;          /* replication session holding the copy snapshot exported */
 	char *snapshot_name;
@@ -512,6 +516,22 @@ cleanup:
 
 /* ---- the running agent -------------------------------------------------------------------- */
 
+/*
+ * Held at L: everything with end_lsn <= L is applied and committed on the target, nothing
+ * later is (the spool shows the applier nothing past L), and the spool holds all up to L.
+ */
+static bool
+agent_is_held(Agent *agent, const ApplyStats *astats)
+{
+	Lsn visible = LSN_INVALID;
+
+	if (agent->hold_lsn == LSN_INVALID || agent->spool == NULL ||
+		!spool_hold_visible(agent->spool, &visible))
+		return false;
+	return spool_durable_lsn(agent->spool) >= agent->hold_lsn && astats->applied_lsn >= visible &&
+		astats->applied_lsn <= agent->hold_lsn;
+}
+
 static void
 agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, ApplyStats *astats,
 				  SpoolStats *sstats)
@@ -556,8 +576,9 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
 	status->target_connected = astats->connected;
 	status->last_error = astats->last_error[0] ? astats->last_error : rstats->last_error;
 	status->started_at_unix = agent->started_at;
-	status->hold_lsn = astats->hold_lsn;
-	status->held = astats->held;
+	status->hold_lsn = agent->hold_lsn;
+	status->paused = agent->paused;
+	status->held = agent_is_held(agent, astats);
 	if (agent->cutover != NULL)
 	{
 		cutover_get_status(agent->cutover, &agent->cutover_status);
@@ -607,6 +628,89 @@ agent_final_parity(void *arg, bool *clean, uint64_t *rows, char *why, size_t why
 	Agent *agent = arg;
 
 	return verify_compare_now(agent->options, agent->state->publication_name, clean, rows, why, whylen);
+}
+
+static void
+agent_release_hold(Agent *agent)
+{
+	if (agent->spool != NULL && !agent->paused && !spool_set_hold(agent->spool, LSN_INVALID))
+		log_warning("could not release the parity hold");
+	agent->hold_lsn = LSN_INVALID;
+	agent->hold_since_us = 0;
+}
+
+/*
+ * Pause is a hold at what the spool holds now: the applier applies that much and waits;
+ * receiving goes on into the spool. Resume lifts it.
+ */
+static void
+agent_pause(Agent *agent, bool pause, ControlResponse *response)
+{
+	if (agent->spool == NULL || agent->applier == NULL)
+	{
+		response->message = strdup("the applier is not running yet");
+		return;
+	}
+	if (pause == agent->paused)
+	{
+		response->ok = true;
+		response->message = strdup(pause ? "already paused" : "not paused");
+		return;
+	}
+	if (pause && agent->hold_lsn != LSN_INVALID)
+	{
+		response->message = strdup("a verify holds the applier: pause after it");
+		return;
+	}
+	if (!spool_set_hold(agent->spool, pause ? spool_durable_lsn(agent->spool) : LSN_INVALID))
+	{
+		response->message = strdup("could not pause the applier");
+		return;
+	}
+	agent->paused = pause;
+	log_info("applying to the target %s through the control socket", pause ? "paused" : "resumed");
+	response->ok = true;
+	response->message = strdup(pause ? "applying paused; receiving goes on" : "applying resumed");
+}
+
+static void
+agent_hold(Agent *agent, Lsn lsn, ControlResponse *response)
+{
+	ApplyStats astats;
+	char lsnbuf[LSN_FORMAT_SIZE];
+	char applied[LSN_FORMAT_SIZE];
+
+	if (agent->applier == NULL || agent->spool == NULL || lsn == LSN_INVALID)
+	{
+		response->message = strdup(lsn == LSN_INVALID ? "no LSN to hold at" : "the applier is not running yet");
+		return;
+	}
+	if (agent->paused)
+	{
+		response->message = strdup("applying is paused: switchyard resume first");
+		return;
+	}
+	apply_get_stats(agent->applier, &astats);
+	if (astats.applied_lsn > lsn)
+	{
+		char message[160];
+
+		snprintf(message, sizeof(message), "the target is past %s already (applied %s)",
+				 lsn_format(lsn, lsnbuf), lsn_format(astats.applied_lsn, applied));
+		response->message = strdup(message);
+		return;
+	}
+	if (!spool_set_hold(agent->spool, lsn))
+	{
+		response->message = strdup("the spool can no longer stop at that LSN");
+		return;
+	}
+	agent->hold_lsn = lsn;
+	agent->hold_since_us = agent_now_us();
+	log_debug("parity hold at %s", lsn_format(lsn, lsnbuf));
+	response->ok = true;
+	response->applied_lsn = astats.applied_lsn;
+	response->held = agent_is_held(agent, &astats);
 }
 
 static void
@@ -688,6 +792,18 @@ agent_on_control(const ControlRequest *request, ControlResponse *response, void 
 			break;
 		case CONTROL_REQUEST__COMMAND__CUTOVER:
 			agent_begin_cutover(agent, request->cutover, response);
+			break;
+		case CONTROL_REQUEST__COMMAND__APPLY_HOLD:
+			agent_hold(agent, request->lsn, response);
+			break;
+		case CONTROL_REQUEST__COMMAND__APPLY_RELEASE:
+			agent_release_hold(agent);
+			response->ok = true;
+			response->message = strdup("released");
+			break;
+		case CONTROL_REQUEST__COMMAND__PAUSE:
+		case CONTROL_REQUEST__COMMAND__RESUME:
+			agent_pause(agent, request->command == CONTROL_REQUEST__COMMAND__PAUSE, response);
 			break;
 		default:
 			response->ok = false;
@@ -908,6 +1024,13 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		event_base_loopbreak(agent->base);
 		return;
+	}
+	/* a verify that died without releasing must not stop the migration for good */
+	if (agent->hold_lsn != LSN_INVALID && now - agent->hold_since_us > AGENT_HOLD_MAX_US)
+	{
+		log_warning("releasing a parity hold held for %d minutes without release",
+					(int) (AGENT_HOLD_MAX_US / 60000000));
+		agent_release_hold(agent);
 	}
 	if (now - agent->last_poll_us >= AGENT_SOURCE_POLL_MS * 1000)
 	{

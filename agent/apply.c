@@ -1,7 +1,7 @@
 /*
- * The applier thread: reads the spool in commit order and applies it to the target through
- * prepared statements in libpq pipeline mode, several source transactions per target
- * transaction, with the replication origin's progress committed in that same transaction.
+ * The applier thread: reads the spool in commit order and applies it to the target in libpq
+ * pipeline mode (prepared statements, consecutive rows grouped), several source transactions
+ * per target transaction, committing the replication origin's progress in that same transaction.
  */
 #include "switchyard/apply.h"
 
@@ -31,7 +31,7 @@
 #define APPLY_MAX_STATEMENTS 2000      /* prepared statements per session before DEALLOCATE ALL */
 #define APPLY_CONNECT_TIMEOUT_US INT64_C(30000000)
 #define APPLY_MISSING_ROW_LOG_US INT64_C(10000000)
-#define APPLY_GROUP_ROWS 64            /* consecutive inserts sent as one statement */
+#define APPLY_GROUP_ROWS 64            /* rows of consecutive inserts or updates in one statement */
 #define APPLY_GROUP_BYTES (256 * 1024)
 #define APPLY_MAX_PARAMS 65535         /* the protocol's limit per statement */
 
@@ -1223,34 +1223,55 @@ oom:
 
 /* ---- changes ------------------------------------------------------------------------------ */
 
-/* The prepared statement for this relation version, kind and column roles; prepares it once. */
-static bool
-apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, int rows, Lsn lsn,
-					const ApplyStatement **out)
+/* The cache key of a statement shape, built in a->keybuf; 0 when out of memory. */
+static size_t
+apply_statement_key(Applier *a, const ApplyRelation *rel, const ApplySqlPlan *plan, int rows)
 {
 	size_t keylen = sizeof(rel->generation) + 4 + rel->ncols;
-	ApplyStatement *slot;
-	uint64_t hash;
-	char name[24];
-	char *sql = NULL;
-	ApplyPending *p;
-	bool ok = false;
+	uint8_t *key;
 
 	if (keylen > a->keybuf_cap)
 	{
 		uint8_t *grown = realloc(a->keybuf, keylen);
 
 		if (grown == NULL)
-			goto oom;
+			return 0;
 		a->keybuf = grown;
 		a->keybuf_cap = keylen;
 	}
-	memcpy(a->keybuf, &rel->generation, sizeof(rel->generation));
-	a->keybuf[sizeof(rel->generation)] = (uint8_t) plan->kind;
-	a->keybuf[sizeof(rel->generation) + 1] = plan->full;
-	a->keybuf[sizeof(rel->generation) + 2] = (uint8_t) (rows & 0xff);
-	a->keybuf[sizeof(rel->generation) + 3] = (uint8_t) (rows >> 8);
-	memcpy(a->keybuf + sizeof(rel->generation) + 4, plan->roles, rel->ncols);
+	key = a->keybuf;
+	memcpy(key, &rel->generation, sizeof(rel->generation));
+	key += sizeof(rel->generation);
+	key[0] = (uint8_t) plan->kind;
+	key[1] = plan->full;
+	key[2] = (uint8_t) (rows & 0xff);
+	key[3] = (uint8_t) (rows >> 8);
+	memcpy(key + 4, plan->roles, rel->ncols);
+	return keylen;
+}
+
+/*
+ * The prepared statement for this relation version, kind, column roles and row count
+ * (0 or 1: one row); prepares it on first use.
+ */
+static bool
+apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, int rows, Lsn lsn,
+					const ApplyStatement **out)
+{
+	size_t keylen = apply_statement_key(a, rel, plan, rows);
+	ApplyStatement *slot;
+	uint64_t hash;
+	char name[24];
+	char *sql = NULL;
+	ApplyPending *p;
+	bool ok = false;
+	bool oom = false;
+
+	if (keylen == 0)
+	{
+		oom = true;
+		goto cleanup;
+	}
 	hash = apply_hash(a->keybuf, keylen);
 	if (a->statement_cap > 0)
 	{
@@ -1258,7 +1279,8 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, in
 		if (slot->key != NULL)
 		{
 			*out = slot;
-			return true;
+			ok = true;
+			goto cleanup;
 		}
 	}
 
@@ -1267,23 +1289,27 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, in
 	{
 		if (!apply_send_simple(a, APPLY_OP_UTILITY, "DEALLOCATE ALL", NULL) ||
 			!apply_prepare_control(a))
-			return false;
+			goto cleanup;
 		apply_statements_clear(a);
 	}
-	if ((a->statement_count + 1) * 2 > a->statement_cap && !apply_statement_grow(a))
-		goto oom;
 	if (plan->kind == APPLY_SQL_INSERT)
 		sql = apply_sql_build_insert(&rel->table, plan, rows);
 	else if (rows > 1)
 		sql = apply_sql_build_update_rows(&rel->table, plan, rows);
 	else
 		sql = apply_sql_build(&rel->table, plan);
-	if (sql == NULL)
-		goto oom;
+	if (sql == NULL || ((a->statement_count + 1) * 2 > a->statement_cap && !apply_statement_grow(a)))
+	{
+		oom = true;
+		goto cleanup;
+	}
 	slot = apply_statement_slot(a->statements, a->statement_cap, hash, a->keybuf, keylen);
 	slot->key = malloc(keylen);
 	if (slot->key == NULL)
-		goto oom;
+	{
+		oom = true;
+		goto cleanup;
+	}
 	memcpy(slot->key, a->keybuf, keylen);
 	slot->keylen = keylen;
 	slot->hash = hash;
@@ -1307,12 +1333,13 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, in
 	p->rows = (uint32_t) rows;
 	*out = slot;
 	ok = true;
-	goto cleanup;
 
-oom:
-	log_error("out of memory preparing a statement for %s", rel->display);
-	apply_set_error(a, "out of memory");
 cleanup:
+	if (oom)
+	{
+		log_error("out of memory preparing a statement for %s", rel->display);
+		apply_set_error(a, "out of memory");
+	}
 	free(sql);
 	return ok;
 }
@@ -2011,8 +2038,10 @@ apply_exec_ok(Applier *a, PGresult *res, ExecStatusType expected, const char *wh
 static bool
 apply_open_connection(Applier *a)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *values[] = {a->conninfo, "switchyard-apply", NULL};
+	/* settings before dbname are defaults: the user's conninfo overrides them */
+	const char *keys[] = {"keepalives_idle", "keepalives_interval", "keepalives_count", "dbname",
+						  "fallback_application_name", NULL};
+	const char *values[] = {"30", "10", "3", a->conninfo, "switchyard-apply", NULL};
 	int64_t deadline = apply_now_us() + APPLY_CONNECT_TIMEOUT_US;
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	char line[320];
@@ -2031,10 +2060,7 @@ apply_open_connection(Applier *a)
 							 .events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT};
 
 		if (apply_should_stop(a))
-		{
-			apply_set_error(a, "stopped while connecting to the target");
 			return false;
-		}
 		if (apply_now_us() > deadline)
 		{
 			apply_set_error(a, "timed out connecting to the target");
@@ -2253,7 +2279,8 @@ apply_main(void *arg)
 		a->error[0] = '\0';
 		outcome = apply_session(a);
 		apply_disconnect(a);
-		if (outcome == APPLY_OUTCOME_DONE)
+		/* a stop request cuts a retry short; what failed was logged already */
+		if (outcome == APPLY_OUTCOME_DONE || (outcome == APPLY_OUTCOME_RETRY && apply_should_stop(a)))
 			break;
 		pthread_mutex_lock(&a->mutex);
 		snprintf(a->stats.last_error, sizeof(a->stats.last_error), "%s",
@@ -2372,6 +2399,11 @@ apply_free(Applier *applier)
 void
 apply_get_stats(Applier *applier, ApplyStats *out)
 {
+	if (applier == NULL)
+	{
+		memset(out, 0, sizeof(*out));
+		return;
+	}
 	pthread_mutex_lock(&applier->mutex);
 	*out = applier->stats;
 	pthread_mutex_unlock(&applier->mutex);

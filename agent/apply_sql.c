@@ -178,10 +178,10 @@ plan_collect(const ApplySqlTable *table, ApplySqlPlan *plan, const TupleData *se
 			 const TupleData *match_tuple)
 {
 	plan->nparams = 0;
-	for (uint16_t i = 0; i < table->ncols; i++)
+	for (uint16_t i = 0; set_tuple != NULL && i < table->ncols; i++)
 		if (plan->roles[i] & APPLY_SQL_ROLE_SET)
 			plan->params[plan->nparams++] = &set_tuple->values[i];
-	for (uint16_t i = 0; i < table->ncols; i++)
+	for (uint16_t i = 0; match_tuple != NULL && i < table->ncols; i++)
 		if (plan->roles[i] & APPLY_SQL_ROLE_MATCH)
 			plan->params[plan->nparams++] = &match_tuple->values[i];
 }

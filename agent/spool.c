@@ -31,6 +31,8 @@
 #define SPOOL_STREAM_BUFFER_BYTES (256 * 1024)
 #define SPOOL_READ_BUFFER_BYTES (128 * 1024)
 #define SPOOL_PROBE_WINDOW_BYTES (1024 * 1024)
+/* Boundaries remembered for a hold point slightly behind what is already spooled. */
+#define SPOOL_RECENT_BOUNDARIES 4096
 /* Open streams beyond this share descriptors: the least recently used one is closed. */
 #define SPOOL_MAX_STREAM_FDS 32
 
@@ -143,8 +145,19 @@ struct Spool
 	int stream_fds;
 	uint64_t stream_clock;
 
+	/* Recent boundaries (writer only): where a hold set a little in the past must stop. */
+	struct
+	{
+		Lsn lsn;
+		uint64_t segment;
+		uint64_t end;
+	} recent[SPOOL_RECENT_BOUNDARIES];
+	size_t recent_next;
+	size_t recent_count;
+
 	/* Read by other threads. */
 	_Atomic uint64_t size_bytes;
+	atomic_bool hold_active;
 	_Atomic uint64_t open_streams;
 
 	/* Shared with the reader and spool_release, under mutex. */
@@ -162,6 +175,10 @@ struct Spool
 	uint64_t pub_generation;
 	Lsn durable_lsn;
 	bool wakeup_pending;
+	/* the parity barrier: the reader sees nothing past the last boundary <= hold_lsn */
+	Lsn hold_lsn;
+	SpoolPosition hold_end;   /* segment and byte just after that boundary record */
+	Lsn hold_visible_lsn;     /* that boundary */
 	bool dir_dirty;           /* a file was created, renamed or removed since the last fsync */
 };
 
@@ -647,6 +664,91 @@ spool_segment_roll(Spool *spool)
 	return spool_segment_start(spool, spool->segment_number + 1);
 }
 
+/* A boundary record was appended: remember where it ends, and move a hold that covers it. */
+static void
+spool_note_boundary(Spool *spool, Lsn boundary)
+{
+	spool->recent[spool->recent_next].lsn = boundary;
+	spool->recent[spool->recent_next].segment = spool->segment_number;
+	spool->recent[spool->recent_next].end = spool->segment.size;
+	spool->recent_next = (spool->recent_next + 1) % SPOOL_RECENT_BOUNDARIES;
+	if (spool->recent_count < SPOOL_RECENT_BOUNDARIES)
+		spool->recent_count++;
+	if (atomic_load(&spool->hold_active))
+	{
+		pthread_mutex_lock(&spool->mutex);
+		if (spool->hold_lsn != LSN_INVALID && boundary <= spool->hold_lsn)
+		{
+			spool->hold_end.segment = spool->segment_number;
+			spool->hold_end.offset = spool->segment.size;
+			spool->hold_visible_lsn = boundary;
+		}
+		pthread_mutex_unlock(&spool->mutex);
+	}
+}
+
+bool
+spool_set_hold(Spool *spool, Lsn lsn)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&spool->mutex);
+	if (lsn == LSN_INVALID)
+	{
+		spool->hold_lsn = LSN_INVALID;
+		atomic_store(&spool->hold_active, false);
+	}
+	else
+	{
+		bool found = false;
+
+		/* the newest boundary at or before lsn among the recent ones */
+		for (size_t i = 0; i < spool->recent_count && !found; i++)
+		{
+			size_t at = (spool->recent_next + SPOOL_RECENT_BOUNDARIES - 1 - i) % SPOOL_RECENT_BOUNDARIES;
+
+			if (spool->recent[at].lsn <= lsn)
+			{
+				spool->hold_end.segment = spool->recent[at].segment;
+				spool->hold_end.offset = spool->recent[at].end;
+				spool->hold_visible_lsn = spool->recent[at].lsn;
+				found = true;
+			}
+		}
+		if (!found && spool->recent_count == 0 && spool->appended_lsn <= lsn)
+		{
+			/* nothing appended since the spool was opened: all it holds lies before lsn */
+			spool->hold_end.segment = spool->segment_number;
+			spool->hold_end.offset = spool->boundary_end;
+			spool->hold_visible_lsn = spool->appended_lsn;
+			found = true;
+		}
+		if (found)
+		{
+			spool->hold_lsn = lsn;
+			atomic_store(&spool->hold_active, true);
+		}
+		ok = found;
+	}
+	/* the reader looks at its limit again */
+	spool->pub_generation++;
+	pthread_cond_broadcast(&spool->published);
+	pthread_mutex_unlock(&spool->mutex);
+	return ok;
+}
+
+bool
+spool_hold_visible(Spool *spool, Lsn *visible)
+{
+	bool active;
+
+	pthread_mutex_lock(&spool->mutex);
+	active = atomic_load(&spool->hold_active);
+	*visible = spool->hold_visible_lsn;
+	pthread_mutex_unlock(&spool->mutex);
+	return active;
+}
+
 bool
 spool_append(Spool *spool, SpoolRecordKind kind, Lsn lsn, const void *pgoutput, size_t len,
 			 Lsn boundary)
@@ -678,6 +780,7 @@ spool_append(Spool *spool, SpoolRecordKind kind, Lsn lsn, const void *pgoutput, 
 			spool->appended_lsn = boundary;
 		spool->at_boundary = true;
 		spool->boundary_end = spool->segment.size;
+		spool_note_boundary(spool, boundary);
 	}
 	else
 		spool->at_boundary = false;
@@ -1143,6 +1246,7 @@ spool_stream_commit(Spool *spool, uint32_t xid, Lsn end_lsn, const void *pgoutpu
 		spool->appended_lsn = end_lsn;
 	spool->at_boundary = true;
 	spool->boundary_end = spool->segment.size;
+	spool_note_boundary(spool, end_lsn);
 
 	pthread_mutex_lock(&spool->mutex);
 	for (size_t i = 0; i < spool->ncommitted; i++)
@@ -2028,13 +2132,20 @@ spool_reader_limit(SpoolReader *reader, uint64_t *limit, uint64_t *next, uint64_
 	Spool *spool = reader->spool;
 	bool ok = true;
 
-	if (reader->sealed)
+	if (reader->sealed && !atomic_load(&spool->hold_active))
 	{
 		*limit = reader->limit;
 		*next = reader->next_segment;
 		return true;
 	}
 	pthread_mutex_lock(&spool->mutex);
+	if (reader->sealed)
+	{
+		*generation = spool->pub_generation;
+		*limit = reader->limit;
+		*next = reader->next_segment;
+		goto held;
+	}
 	*generation = spool->pub_generation;
 	*next = 0;
 	if (reader->segment >= spool->pub_segment)
@@ -2063,6 +2174,22 @@ spool_reader_limit(SpoolReader *reader, uint64_t *limit, uint64_t *next, uint64_
 		}
 		else
 			ok = false;
+	}
+held:
+	/* a parity hold: nothing past its boundary, and no moving on to a later segment */
+	if (ok && atomic_load(&spool->hold_active))
+	{
+		if (reader->segment == spool->hold_end.segment)
+		{
+			if (*limit > spool->hold_end.offset)
+				*limit = spool->hold_end.offset;
+			*next = 0;
+		}
+		else if (reader->segment > spool->hold_end.segment)
+		{
+			*limit = 0;
+			*next = 0;
+		}
 	}
 	pthread_mutex_unlock(&spool->mutex);
 	if (!ok)

@@ -34,8 +34,6 @@ typedef struct ApplyStats
 	uint64_t transactions;     /* applied since start */
 	uint64_t changes;          /* rows inserted, updated, deleted, and tables truncated */
 	bool connected;
-	Lsn hold_lsn;              /* 0: no hold requested */
-	bool held;                 /* holding at hold_lsn: the target shows exactly the source at hold_lsn */
 	bool reached_endpos;       /* endpos given and everything up to it is applied */
 	bool stopped;              /* the thread has ended (stop, endpos, or fatal error) */
 	bool fatal;                /* stopped on an error that retrying cannot fix */
@@ -50,12 +48,6 @@ bool apply_start(const ApplyOptions *options, Applier **out) __attribute__((warn
 void apply_request_stop(Applier *applier);
 /* Waits for the thread and frees everything. Accepts NULL. */
 void apply_free(Applier *applier);
-/*
- * Barrier for parity and repair: with lsn != 0 the applier applies and commits every
- * transaction with end_lsn <= lsn, then holds before any later one (held = true once there).
- * lsn = 0 releases it. Setting a hold below what is already applied holds at once.
- */
-void apply_set_hold(Applier *applier, Lsn lsn);
 /* Thread-safe snapshot of the counters. */
 void apply_get_stats(Applier *applier, ApplyStats *out);
 

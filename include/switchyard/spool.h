@@ -136,6 +136,16 @@ void spool_wakeup_reader(Spool *spool);
  */
 void spool_release(Spool *spool, SpoolPosition position);
 
+/*
+ * The parity barrier. With lsn != 0 the reader is shown nothing past the last boundary at
+ * or before lsn, so the applier applies exactly the transactions with end_lsn <= lsn and
+ * then waits; lsn = 0 lifts it. Writer thread only. False when lsn lies before what the
+ * spool can still stop at (the hold is then not set).
+ */
+bool spool_set_hold(Spool *spool, Lsn lsn) __attribute__((warn_unused_result));
+/* Whether a hold is set; *visible is the last boundary the reader may reach under it. */
+bool spool_hold_visible(Spool *spool, Lsn *visible);
+
 /* For status and metrics. */
 typedef struct SpoolStats
 {
