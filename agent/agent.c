@@ -722,7 +722,7 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	if (agent->cutover != NULL)
 	{
 		cutover_get_status(agent->cutover, &status);
-		if (!status.finished || status.succeeded)
+		if (!status.finished || status.step == CUTOVER_DONE)
 		{
 			response->message = strdup(status.finished ? "the cutover is done already" : "a cutover is running");
 			return;

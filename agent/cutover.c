@@ -959,6 +959,8 @@ cleanup:
 static void
 cutover_rollback(Cutover *cutover)
 {
+	if (cutover->fence_started_ms == 0)
+		return;  /* refused in the preflight: nothing was changed */
 	log_warning("cutover: rolling back: %s", cutover->failure);
 	if (cutover->ini_rewritten && cutover->ini_backup[0])
 	{

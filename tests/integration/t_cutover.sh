@@ -15,11 +15,11 @@ ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out 
 # PgBouncer in front of the source, run as postgres in the test's temp dir.
 PGB_DIR=$SY_BASE/pgbouncer
 mkdir -p "$PGB_DIR" && chown postgres "$PGB_DIR"
-PGB_PORT=$(claim_port)
+claim_port && PGB_PORT=$SY_CLAIMED_PORT
 PGB_INI=$PGB_DIR/pgbouncer.ini
 cat >"$PGB_INI" <<INI
 [databases]
-chat = host=$SRC_HOST port=$SRC_PORT dbname=postgres pool_size=10
+chat = host=$SRC_HOST port=$SRC_PORT dbname=postgres user=postgres pool_size=10
 
 [pgbouncer]
 listen_addr =
@@ -52,25 +52,25 @@ pointing_at_source() {
 }
 
 # Bad input: the preflight refuses with the reason and changes nothing.
-out=$(cutover --pgbouncer-db nosuchdb 2>&1); rc=$?
-is "$rc" 6 "a wrong PgBouncer database is refused (exit 6)"
-like "$out" 'nosuchdb' "... naming it" || diag "$out"
-out=$(timeout 60 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --pgbouncer "host=$PGB_DIR port=1 dbname=pgbouncer" \
-	--pgbouncer-db chat --pgbouncer-ini "$PGB_INI" --yes 2>&1); rc=$?
-ok "an unreachable PgBouncer is refused, PgBouncer untouched" eval '[ "$rc" = 6 ] && pointing_at_source' ||
-	diag "$out"
-out=$(cutover --dry-run 2>&1); rc=$?
-ok "--dry-run passes the preflight and changes nothing" eval '[ "$rc" = 0 ] && pointing_at_source' || diag "$out"
+cout=$(cutover --pgbouncer-db nosuchdb 2>&1); crc=$?
+is "$crc" 6 "a wrong PgBouncer database is refused (exit 6)"
+like "$cout" 'nosuchdb' "... naming it" || diag "$cout"
+cout=$(timeout 60 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --pgbouncer "host=$PGB_DIR port=1 dbname=pgbouncer" \
+	--pgbouncer-db chat --pgbouncer-ini "$PGB_INI" --yes 2>&1); crc=$?
+ok "an unreachable PgBouncer is refused, PgBouncer untouched" eval '[ "$crc" = 6 ] && pointing_at_source' ||
+	diag "$cout"
+cout=$(cutover --dry-run 2>&1); crc=$?
+ok "--dry-run passes the preflight and changes nothing" eval '[ "$crc" = 0 ] && pointing_at_source' || diag "$cout"
 
 # The abort path: a failure forced at each step before the switch rolls everything back.
 aborted=0
 for step in fence drain sequences parity lift-guard switch; do
-	out=$(SWITCHYARD_CUTOVER_FAIL_AT=$step cutover 2>&1); rc=$?
-	if [ "$rc" = 6 ] && pointing_at_source && "$PGBIN/psql" -X -d "host=$PGB_DIR port=$PGB_PORT dbname=chat user=postgres" \
+	cout=$(SWITCHYARD_CUTOVER_FAIL_AT=$step cutover 2>&1); crc=$?
+	if [ "$crc" = 6 ] && pointing_at_source && "$PGBIN/psql" -X -d "host=$PGB_DIR port=$PGB_PORT dbname=chat user=postgres" \
 		-c "insert into agents (name, email) values ('after abort at $step', 'x@example.test')" >/dev/null 2>&1; then
 		aborted=$((aborted + 1))
 	else
-		diag "abort at $step: rc=$rc $out"
+		diag "abort at $step: rc=$crc $cout"
 	fi
 done
 is "$aborted" 6 "a failure forced at each of the 6 steps before the switch rolls back: the source serves writes"
@@ -84,9 +84,9 @@ bg_start pgbench.cutover bash -c "cd '$LOGDIR' && exec '$PGBIN/pgbench' -h '$PGB
 WORKLOAD_PID=$BG_PID
 sleep 5
 before_switch=$(psql_on SRC "select sum(n) from counters")
-out=$(cutover 2>&1); rc=$?
-is "$rc" 0 "switchyard cutover switches (exit 0)" || diag "$out"
-diag "$(printf '%s\n' "$out" | grep -E 'write pause|fence LSN|rows verified|sequences set' | tr '\n' ';')"
+cout=$(cutover 2>&1); crc=$?
+is "$crc" 0 "switchyard cutover switches (exit 0)" || diag "$cout"
+diag "$(printf '%s\n' "$cout" | grep -E 'write pause|fence LSN|rows verified|sequences set' | tr '\n' ';')"
 ok "PgBouncer now points at the target" eval '"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" |
 	grep -q "^chat|$DST_HOST|$DST_PORT|"'
 ok "the chat workload through PgBouncer had zero failed transactions" workload_wait "$WORKLOAD_PID" pgbench.cutover
