@@ -86,7 +86,7 @@ sleep 5
 before_switch=$(psql_on SRC "select sum(n) from counters")
 cout=$(cutover 2>&1); crc=$?
 is "$crc" 0 "switchyard cutover switches (exit 0)" || diag "$cout"
-diag "$(printf '%s\n' "$cout" | grep -E 'write pause|fence LSN|rows verified|sequences set' | tr '\n' ';')"
+diag "$(printf '%s\n' "$cout" | grep -E ' ms$|fence LSN|rows verified|sequences set' | tr -s ' ' | tr '\n' ';')"
 ok "PgBouncer now points at the target" eval '"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" |
 	grep -q "^chat|$DST_HOST|$DST_PORT|"'
 ok "the chat workload through PgBouncer had zero failed transactions" workload_wait "$WORKLOAD_PID" pgbench.cutover
