@@ -623,11 +623,24 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
  * hold still and are compared as they are.
  */
 static bool
-agent_final_parity(void *arg, bool *clean, uint64_t *rows, char *why, size_t whylen)
+agent_parity_prepare(void *arg, void **handle, char *why, size_t whylen)
 {
 	Agent *agent = arg;
 
-	return verify_compare_now(agent->options, agent->state->publication_name, clean, rows, why, whylen);
+	return verify_prepare_now(agent->options, agent->state->publication_name, (VerifyPrepared **) handle,
+							  why, whylen);
+}
+
+static bool
+agent_parity_run(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen)
+{
+	return verify_run_prepared(handle, clean, rows, why, whylen);
+}
+
+static void
+agent_parity_free(void *handle)
+{
+	verify_prepared_free(handle);
 }
 
 static void
@@ -753,8 +766,10 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.fail_at = request->fail_at;
 	options.applier = agent->applier;
 	options.guard = agent->guard;
-	options.final_parity = agent_final_parity;
-	options.final_parity_arg = agent;
+	options.final_parity.prepare = agent_parity_prepare;
+	options.final_parity.run = agent_parity_run;
+	options.final_parity.free = agent_parity_free;
+	options.final_parity.arg = agent;
 	if (!cutover_start(&options, &agent->cutover))
 	{
 		response->message = strdup("could not start the cutover");

@@ -67,6 +67,7 @@ struct Cutover
 	Lsn fence_lsn;
 	uint64_t rows_verified;
 	int sequences_set;
+	void *parity;               /* prepared final parity */
 	CutoverTiming timings[16];
 	int ntimings;
 	char failure[512];
@@ -688,6 +689,18 @@ cutover_preflight(Cutover *cutover)
 			return false;
 		}
 	}
+	/* the slow part of the final parity happens here, outside the fence */
+	if (cutover->options.final_parity.prepare != NULL)
+	{
+		char why[256] = "";
+
+		if (!cutover->options.final_parity.prepare(cutover->options.final_parity.arg, &cutover->parity, why,
+												   sizeof(why)))
+		{
+			cutover_fail(cutover, "could not prepare the final parity: %s", why);
+			return false;
+		}
+	}
 	cutover_time(cutover, CUTOVER_PREFLIGHT, started);
 	return true;
 }
@@ -850,10 +863,9 @@ cutover_parity(Cutover *cutover)
 	cutover_enter(cutover, CUTOVER_PARITY);
 	if (cutover_forced(cutover, CUTOVER_PARITY))
 		return false;
-	if (cutover->options.final_parity != NULL)
+	if (cutover->parity != NULL)
 	{
-		if (!cutover->options.final_parity(cutover->options.final_parity_arg, &clean, &cutover->rows_verified,
-										   why, sizeof(why)))
+		if (!cutover->options.final_parity.run(cutover->parity, &clean, &cutover->rows_verified, why, sizeof(why)))
 		{
 			cutover_fail(cutover, "the final parity could not run: %s", why);
 			return false;
@@ -1079,6 +1091,9 @@ cutover_main(void *arg)
 	snprintf(cutover->status.message, sizeof(cutover->status.message), "%s",
 			 ok ? (cutover->options.dry_run ? "preflight passed" : "switched to the target") : cutover->failure);
 	pthread_mutex_unlock(&cutover->mutex);
+	if (cutover->parity != NULL)
+		cutover->options.final_parity.free(cutover->parity);
+	cutover->parity = NULL;
 	if (cutover->source != NULL)
 		PQfinish(cutover->source);
 	if (cutover->target != NULL)

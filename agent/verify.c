@@ -1582,59 +1582,113 @@ cleanup:
 	return rc;
 }
 
-bool
-verify_compare_now(const CliOptions *options, const char *publication_name, bool *clean, uint64_t *rows,
-				   char *why, size_t whylen)
+struct VerifyPrepared
 {
 	VerifyContext ctx;
+};
+
+void
+verify_prepared_free(VerifyPrepared *prepared)
+{
+	if (prepared == NULL)
+		return;
+	verify_context_finish(&prepared->ctx);
+	free(prepared);
+}
+
+bool
+verify_prepare_now(const CliOptions *options, const char *publication_name, VerifyPrepared **out,
+				   char *why, size_t whylen)
+{
+	VerifyPrepared *prepared = calloc(1, sizeof(*prepared));
+	VerifyContext *ctx;
+
+	*out = NULL;
+	if (whylen > 0)
+		why[0] = '\0';
+	if (prepared == NULL)
+	{
+		snprintf(why, whylen, "out of memory");
+		return false;
+	}
+	ctx = &prepared->ctx;
+	ctx->options = options;
+	ctx->fenced = true;
+	ctx->quiet = true;
+	ctx->njobs = options->jobs >= 1 ? options->jobs : 2;
+	if (ctx->njobs > VERIFY_MAX_JOBS)
+		ctx->njobs = VERIFY_MAX_JOBS;
+	ctx->started_unix_us = verify_unix_us();
+	ctx->publication = strdup(publication_name != NULL ? publication_name : "");
+	if (ctx->publication == NULL)
+	{
+		snprintf(why, whylen, "out of memory");
+		goto failed;
+	}
+	ctx->source = conninfo_connect(options->source, CONN_NORMAL, "verify", "source");
+	ctx->target = ctx->source != NULL ? conninfo_connect(options->target, CONN_NORMAL, "verify", "target") : NULL;
+	if (ctx->source == NULL || ctx->target == NULL)
+	{
+		snprintf(why, whylen, "could not connect to the %s", ctx->source == NULL ? "source" : "target");
+		goto failed;
+	}
+	/* catalogs, key ranges and sessions now: only the fingerprints run inside the fence */
+	if (!verify_prepare_tables(ctx) || !verify_connect_workers(ctx))
+	{
+		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the preparation failed");
+		goto failed;
+	}
+	*out = prepared;
+	return true;
+
+failed:
+	verify_prepared_free(prepared);
+	return false;
+}
+
+bool
+verify_run_prepared(VerifyPrepared *prepared, bool *clean, uint64_t *rows, char *why, size_t whylen)
+{
+	VerifyContext *ctx = &prepared->ctx;
 	VerifyTotals totals;
-	bool ok = false;
 
 	*clean = false;
 	*rows = 0;
 	if (whylen > 0)
 		why[0] = '\0';
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.options = options;
-	ctx.fenced = true;
-	ctx.quiet = true;
-	ctx.njobs = options->jobs >= 1 ? options->jobs : 2;
-	if (ctx.njobs > VERIFY_MAX_JOBS)
-		ctx.njobs = VERIFY_MAX_JOBS;
-	ctx.started_unix_us = verify_unix_us();
-	ctx.publication = strdup(publication_name != NULL ? publication_name : "");
-	if (ctx.publication == NULL)
+	ctx->started_unix_us = verify_unix_us();
+	if (!verify_compare_all(ctx))
 	{
-		snprintf(why, whylen, "out of memory");
-		goto cleanup;
+		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the comparison failed");
+		return false;
 	}
-	ctx.source = conninfo_connect(options->source, CONN_NORMAL, "verify", "source");
-	ctx.target = ctx.source != NULL ? conninfo_connect(options->target, CONN_NORMAL, "verify", "target") : NULL;
-	if (ctx.source == NULL || ctx.target == NULL)
-	{
-		snprintf(why, whylen, "could not connect to the %s", ctx.source == NULL ? "source" : "target");
-		goto cleanup;
-	}
-	if (!verify_prepare_tables(&ctx) || !verify_connect_workers(&ctx) || !verify_compare_all(&ctx))
-	{
-		snprintf(why, whylen, "%s", ctx.error.message[0] ? ctx.error.message : "the comparison failed");
-		goto cleanup;
-	}
-	if (!verify_report(&ctx))
+	if (!verify_report(ctx))
 		log_warning("the final parity report could not be written");
-	verify_totals(&ctx, &totals);
+	verify_totals(ctx, &totals);
 	*clean = totals.tables_differing == 0;
 	*rows = (uint64_t) totals.rows;
 	if (!*clean)
 		snprintf(why, whylen, "%d of %d tables differ (%" PRId64 " missing, %" PRId64 " extra, %" PRId64
-				 " changed, %d schema issues)%s%s", totals.tables_differing, ctx.ntables, totals.missing,
-				 totals.extra, totals.changed, totals.schema_issues, ctx.report_path[0] ? "; report " : "",
-				 ctx.report_path);
-	log_info("final parity: %s, %" PRId64 " rows in %d tables in %.2f s", *clean ? "equal" : "DIFFERENT",
-			 totals.rows, ctx.ntables, ctx.compare_seconds);
-	ok = true;
+				 " changed, %d schema issues)%s%s", totals.tables_differing, ctx->ntables, totals.missing,
+				 totals.extra, totals.changed, totals.schema_issues, ctx->report_path[0] ? "; report " : "",
+				 ctx->report_path);
+	log_info("final parity: %s, %" PRId64 " rows in %d tables in %.3f s", *clean ? "equal" : "DIFFERENT",
+			 totals.rows, ctx->ntables, ctx->compare_seconds);
+	return true;
+}
 
-cleanup:
-	verify_context_finish(&ctx);
+bool
+verify_compare_now(const CliOptions *options, const char *publication_name, bool *clean, uint64_t *rows,
+				   char *why, size_t whylen)
+{
+	VerifyPrepared *prepared = NULL;
+	bool ok;
+
+	*clean = false;
+	*rows = 0;
+	if (!verify_prepare_now(options, publication_name, &prepared, why, whylen))
+		return false;
+	ok = verify_run_prepared(prepared, clean, rows, why, whylen);
+	verify_prepared_free(prepared);
 	return ok;
 }

@@ -33,11 +33,18 @@ typedef enum CutoverStep
 } CutoverStep;
 
 /*
- * The final parity inside the fence, provided by the agent: compares source and target as
- * they are now (writes are fenced and the stream drained). Returns false when it could not
- * run; *clean says whether they are equal, *rows how many rows were compared.
+ * The final parity, provided by the agent: prepared before the fence (sessions, catalogs,
+ * key ranges), run inside it on source and target as they are then (writes fenced, stream
+ * drained). Run returns false when it could not compare; *clean says whether they are
+ * equal, *rows how many rows were compared.
  */
-typedef bool (*CutoverParityFn)(void *arg, bool *clean, uint64_t *rows, char *why, size_t whylen);
+typedef struct CutoverParity
+{
+	bool (*prepare)(void *arg, void **handle, char *why, size_t whylen);
+	bool (*run)(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen);
+	void (*free)(void *handle);
+	void *arg;
+} CutoverParity;
 
 typedef struct CutoverOptions
 {
@@ -54,8 +61,7 @@ typedef struct CutoverOptions
 	const char *fail_at;            /* tests: a step name at which a failure is forced */
 	Applier *applier;
 	Guard *guard;                   /* NULL: no application roles guarded */
-	CutoverParityFn final_parity;
-	void *final_parity_arg;
+	CutoverParity final_parity;     /* prepare NULL: no final parity */
 } CutoverOptions;
 
 typedef struct CutoverStatus

@@ -28,4 +28,15 @@ int verify_run(const CliOptions *options);
 bool verify_compare_now(const CliOptions *options, const char *publication_name, bool *clean,
 						uint64_t *rows, char *why, size_t whylen) __attribute__((warn_unused_result));
 
+/*
+ * The same in two steps, so that the cutover does the slow part before its fence: connect,
+ * read the catalogs, plan the key ranges (prepare); then compare (run), once.
+ */
+typedef struct VerifyPrepared VerifyPrepared;
+bool verify_prepare_now(const CliOptions *options, const char *publication_name, VerifyPrepared **out,
+						char *why, size_t whylen) __attribute__((warn_unused_result));
+bool verify_run_prepared(VerifyPrepared *prepared, bool *clean, uint64_t *rows, char *why, size_t whylen)
+	__attribute__((warn_unused_result));
+void verify_prepared_free(VerifyPrepared *prepared);
+
 #endif
