@@ -69,6 +69,9 @@ total() {
 
 run_verify
 ok "verify of the quiet, equal databases exits 0" test "$VRC" -eq 0 || diag "$VERR" "$VOUT"
+case $VERR in
+*"refused to hold its applier"*) bail_out "the agent does not hold its applier for verify (APPLY_HOLD)" ;;
+esac
 is "$(json_get "$VOUT" result)/$(json_get "$VOUT" common_point)" "equal/true" \
 	"the report says equal, compared at a common point"
 tables=$(report_sql "SELECT string_agg(t->>'table', ' ' ORDER BY t->>'table') FROM jsonb_array_elements(:'r'::jsonb->'tables') t")
@@ -112,7 +115,8 @@ psql_on DST "SET session_replication_role = replica;
 	UPDATE parity_types SET big = overlay(big PLACING 'X' FROM 1500 FOR 1) WHERE id = 9;
 	DELETE FROM parity_types WHERE id = 10;
 	INSERT INTO parity_types (id, i, t) VALUES (100, 100, 'only on the target');
-	INSERT INTO webhook_events SELECT * FROM webhook_events WHERE inquiry_id = 502;" >/dev/null
+	INSERT INTO webhook_events SELECT * FROM webhook_events
+	 WHERE ctid = (SELECT min(ctid) FROM webhook_events WHERE inquiry_id = 502 AND kind = 'created');" >/dev/null
 # an update on the source that leaves the changed TOASTed column unchanged
 psql_on SRC "UPDATE parity_types SET note = 'touched' WHERE id = 9" >/dev/null
 catch_up SRC 60 >/dev/null
