@@ -688,6 +688,16 @@ cutover_preflight(Cutover *cutover)
 						 strerror(errno));
 			return false;
 		}
+		/* the backup is written now, outside the fence */
+		ini = cutover_read_file(cutover->pgbouncer_ini);
+		snprintf(cutover->ini_backup, sizeof(cutover->ini_backup), "%s.switchyard-backup", cutover->pgbouncer_ini);
+		if (ini == NULL || (!cutover->options.dry_run && !cutover_write_file(cutover->ini_backup, ini, 0600)))
+		{
+			free(ini);
+			cutover_fail(cutover, "could not keep a backup of \"%s\"", cutover->pgbouncer_ini);
+			return false;
+		}
+		free(ini);
 	}
 	/* the slow part of the final parity happens here, outside the fence */
 	if (cutover->options.final_parity.prepare != NULL)
@@ -926,10 +936,10 @@ cutover_switch(Cutover *cutover)
 	}
 	rewritten = cutover_rewrite_ini(ini, cutover->pgbouncer_db, cutover->target_host, cutover->target_port,
 									cutover->target_dbname);
-	snprintf(cutover->ini_backup, sizeof(cutover->ini_backup), "%s.switchyard-backup", cutover->pgbouncer_ini);
-	if (rewritten == NULL || !cutover_write_file(cutover->ini_backup, ini, 0600))
+	if (rewritten == NULL)
 	{
-		cutover_fail(cutover, "could not keep a backup of \"%s\"", cutover->pgbouncer_ini);
+		cutover_fail(cutover, "\"%s\" has no line for database \"%s\" any more", cutover->pgbouncer_ini,
+					 cutover->pgbouncer_db);
 		goto cleanup;
 	}
 	cutover->ini_rewritten = true;

@@ -38,6 +38,7 @@
 #define VERIFY_HOLD_TIMEOUT_MS 120000
 #define VERIFY_HOLD_POLL_MS 5
 #define VERIFY_MAX_JOBS 16
+#define VERIFY_FENCED_JOBS 8
 /* a new common point after this many (estimated) rows, so no snapshot lives for long */
 #define VERIFY_BATCH_ROWS 50000000.0
 /* differences printed per table in the text output; the report file has them all */
@@ -173,6 +174,18 @@ verify_exec_all(VerifyContext *ctx, ParitySide side, int first, const char *sql,
 
 /* ---- the agent's applier barrier -------------------------------------------------------- */
 
+static Lsn
+verify_json_lsn_member(json_object *root, const char *name)
+{
+	json_object *value = NULL;
+	Lsn lsn = 0;
+
+	if (json_object_object_get_ex(root, name, &value) && json_object_is_type(value, json_type_string) &&
+		!lsn_parse(json_object_get_string(value), &lsn))
+		lsn = 0;
+	return lsn;
+}
+
 /* hold_lsn and held from the agent's status document */
 static bool
 verify_parse_hold(const char *status_json, Lsn *hold_lsn, bool *held, Lsn *applied_lsn)
@@ -203,6 +216,63 @@ verify_parse_hold(const char *status_json, Lsn *hold_lsn, bool *held, Lsn *appli
 		*applied_lsn = 0;
 	json_object_put(root);
 	return true;
+}
+
+/* The agent's hold_lsn, held, applied_lsn and flushed_lsn now. */
+static bool
+verify_agent_positions(VerifyContext *ctx, Lsn *hold_lsn, bool *held, Lsn *applied_lsn, Lsn *flushed_lsn)
+{
+	ControlResponse *response = NULL;
+	json_object *root = NULL;
+	bool no_agent = false;
+	bool ok = false;
+
+	*flushed_lsn = 0;
+	if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS, VERIFY_CONTROL_TIMEOUT_MS,
+						 &response, &no_agent))
+	{
+		if (no_agent)
+			log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
+		goto cleanup;
+	}
+	if (!response->ok || response->status_json == NULL ||
+		!verify_parse_hold(response->status_json, hold_lsn, held, applied_lsn))
+		goto cleanup;
+	root = json_tokener_parse(response->status_json);
+	if (root != NULL)
+		*flushed_lsn = verify_json_lsn_member(root, "flushed_lsn");
+	ok = true;
+
+cleanup:
+	json_object_put(root);
+	control_response_free(response);
+	return ok;
+}
+
+/*
+ * Stops the applier where it is before the slot exists: everything it has read or may still
+ * commit was received before the slot is created, so it lies before L, and the later hold at
+ * L can never find the target past L already. Best effort: without it, the check after the
+ * target's snapshot still catches a target that moved past L.
+ */
+static void
+verify_prehold(VerifyContext *ctx)
+{
+	ControlResponse *response = NULL;
+	Lsn hold_lsn;
+	Lsn applied;
+	Lsn flushed;
+	bool held;
+	bool no_agent = false;
+
+	if (!verify_agent_positions(ctx, &hold_lsn, &held, &applied, &flushed) || flushed == 0)
+		return;
+	if (control_request_lsn(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__APPLY_HOLD, flushed,
+							VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent) && response->ok)
+		ctx->hold_active = true;
+	else if (response != NULL)
+		log_debug("the agent did not pre-hold its applier: %s", response->message);
+	control_response_free(response);
 }
 
 static bool
@@ -337,54 +407,26 @@ verify_cut_close(VerifyContext *ctx)
 	return ok;
 }
 
-/* Inside the cutover fence nothing moves: one exported snapshot per side is common enough. */
+/*
+ * Inside the cutover fence nothing moves: the sessions compare what is there, without
+ * snapshots (round trips are the pause). A write from outside the fence shows up as a
+ * difference and aborts the cutover: the safe direction.
+ */
 static bool
 verify_cut_open_fenced(VerifyContext *ctx, Lsn *lsn)
 {
-	for (int side = 0; side < 2; side++)
-	{
-		ParitySide which = side == 0 ? PARITY_SIDE_SOURCE : PARITY_SIDE_TARGET;
-		PGconn *first = side == 0 ? ctx->pairs[0].source : ctx->pairs[0].target;
-		PGresult *res;
-		char *literal;
-		char *import;
-		bool ok;
+	PGresult *res = PQexec(ctx->pairs[0].source, "SELECT pg_catalog.pg_current_wal_lsn()");
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
 
-		if (side == 0)
-			ctx->sources_in_snapshot = true;
-		else
-			ctx->targets_in_snapshot = true;
-		if (!verify_exec_all(ctx, which, 0, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "start a snapshot"))
-			return false;
-		res = PQexec(first, side == 0 ? "SELECT pg_catalog.pg_export_snapshot(), pg_catalog.pg_current_wal_lsn()"
-					 : "SELECT pg_catalog.pg_export_snapshot()");
-		if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		{
-			log_error("could not export a snapshot on the %s: %s", side == 0 ? "source" : "target",
-					  conninfo_result_error(res));
-			verify_fail(ctx, which, "could not export a snapshot: %s", conninfo_result_error(res));
-			PQclear(res);
-			return false;
-		}
-		if (side == 0 && !lsn_parse(PQgetvalue(res, 0, 1), lsn))
-			*lsn = 0;
-		literal = PQescapeLiteral(first, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
-		PQclear(res);
-		import = literal != NULL ? malloc(strlen(literal) + 64) : NULL;
-		if (import == NULL)
-		{
-			PQfreemem(literal);
-			verify_fail(ctx, which, "out of memory");
-			return false;
-		}
-		sprintf(import, "SET TRANSACTION SNAPSHOT %s", literal);
-		ok = verify_exec_all(ctx, which, 1, import, "import the snapshot");
-		PQfreemem(literal);
-		free(import);
-		if (!ok)
-			return false;
+	if (!ok)
+	{
+		log_error("could not read the source's WAL position: %s", conninfo_result_error(res));
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not read the source's WAL position");
 	}
-	return true;
+	else if (!lsn_parse(PQgetvalue(res, 0, 0), lsn))
+		*lsn = 0;
+	PQclear(res);
+	return ok;
 }
 
 /*
@@ -392,7 +434,7 @@ verify_cut_open_fenced(VerifyContext *ctx, Lsn *lsn)
  * the target's snapshot in every target session; then (without --repair) the applier goes on.
  */
 static bool
-verify_cut_open(VerifyContext *ctx, Lsn *lsn)
+verify_cut_try(VerifyContext *ctx, Lsn *lsn, bool *torn)
 {
 	PGconn *repl = NULL;
 	PGresult *res = NULL;
@@ -412,6 +454,25 @@ verify_cut_open(VerifyContext *ctx, Lsn *lsn)
 		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not open a replication connection to the source");
 		goto cleanup;
 	}
+	/*
+	 * Without --repair the hold lasts a few milliseconds: a Ctrl-C in that window waits until
+	 * the applier is released, rather than leaving it held. (With --repair the hold spans the
+	 * comparison; the agent must then not wait forever for a release that never comes.)
+	 */
+	if (!ctx->repair)
+	{
+		sigset_t block;
+
+		sigemptyset(&block);
+		sigaddset(&block, SIGINT);
+		sigaddset(&block, SIGTERM);
+		sigaddset(&block, SIGHUP);
+		sigaddset(&block, SIGQUIT);
+		pthread_sigmask(SIG_BLOCK, &block, &saved_mask);
+		signals_blocked = true;
+	}
+	if (ctx->barrier)
+		verify_prehold(ctx);
 	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
 			 slot);
 	res = PQexec(repl, sql);
@@ -453,23 +514,6 @@ verify_cut_open(VerifyContext *ctx, Lsn *lsn)
 	PQfinish(repl);             /* the temporary slot goes with it */
 	repl = NULL;
 
-	/*
-	 * Without --repair the hold lasts a few milliseconds: a Ctrl-C in that window waits until
-	 * the applier is released, rather than leaving it held. (With --repair the hold spans the
-	 * comparison; the agent must then not wait forever for a release that never comes.)
-	 */
-	if (!ctx->repair)
-	{
-		sigset_t block;
-
-		sigemptyset(&block);
-		sigaddset(&block, SIGINT);
-		sigaddset(&block, SIGTERM);
-		sigaddset(&block, SIGHUP);
-		sigaddset(&block, SIGQUIT);
-		pthread_sigmask(SIG_BLOCK, &block, &saved_mask);
-		signals_blocked = true;
-	}
 	if (ctx->barrier && !verify_hold(ctx, *lsn))
 		goto cleanup;
 
@@ -506,6 +550,34 @@ verify_cut_open(VerifyContext *ctx, Lsn *lsn)
 		if (!verify_exec(ctx->pairs[0].target, PARITY_SIDE_TARGET, "SELECT 1", "start the target snapshot", ctx))
 			goto cleanup;
 	}
+	/*
+	 * Still held at L with nothing applied past it, now that the target's snapshot exists: the
+	 * snapshot shows exactly L. Otherwise the applier moved on before the hold took effect
+	 * and this cut is torn; the caller takes another.
+	 */
+	if (ctx->barrier)
+	{
+		Lsn hold_lsn;
+		Lsn applied;
+		Lsn flushed;
+		bool held;
+
+		if (!verify_agent_positions(ctx, &hold_lsn, &held, &applied, &flushed))
+		{
+			verify_fail(ctx, PARITY_SIDE_TARGET, "lost the agent while taking the target's snapshot");
+			goto cleanup;
+		}
+		if (!held || hold_lsn != *lsn || applied > *lsn)
+		{
+			char a[LSN_FORMAT_SIZE];
+			char b[LSN_FORMAT_SIZE];
+
+			log_warning("the target moved past %s (applied %s) before its snapshot: taking another common point",
+						lsn_format(*lsn, a), lsn_format(applied, b));
+			*torn = true;
+			goto cleanup;
+		}
+	}
 	/* both snapshots show L: production writes on, the applier catches up meanwhile */
 	if (!ctx->repair && !verify_release(ctx))
 		goto cleanup;
@@ -524,6 +596,28 @@ cleanup:
 	PQfreemem(literal);
 	free(import);
 	return ok;
+}
+
+#define VERIFY_CUT_ATTEMPTS 3
+
+static bool
+verify_cut_open(VerifyContext *ctx, Lsn *lsn)
+{
+	for (int attempt = 1; attempt <= VERIFY_CUT_ATTEMPTS; attempt++)
+	{
+		bool torn = false;
+
+		if (verify_cut_try(ctx, lsn, &torn))
+			return true;
+		if (!torn)
+			return false;
+		if (!verify_cut_close(ctx))
+			return false;
+	}
+	log_error("could not take a common point of source and target in %d attempts", VERIFY_CUT_ATTEMPTS);
+	log_hint("The agent's applier kept moving past the held position; check the agent's log.");
+	verify_fail(ctx, PARITY_SIDE_TARGET, "could not take a common point in %d attempts", VERIFY_CUT_ATTEMPTS);
+	return false;
 }
 
 /* ---- tables ----------------------------------------------------------------------------- */
@@ -1633,7 +1727,14 @@ verify_prepare_now(const CliOptions *options, const char *publication_name, Veri
 		goto failed;
 	}
 	/* catalogs, key ranges and sessions now: only the fingerprints run inside the fence */
-	if (!verify_prepare_tables(ctx) || !verify_connect_workers(ctx))
+	if (!verify_prepare_tables(ctx))
+	{
+		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the preparation failed");
+		goto failed;
+	}
+	/* inside the fence the queries are short and round trips are the pause: a pair per table */
+	ctx->njobs = ctx->ntables < VERIFY_FENCED_JOBS ? (ctx->ntables > 0 ? ctx->ntables : 1) : VERIFY_FENCED_JOBS;
+	if (!verify_connect_workers(ctx))
 	{
 		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the preparation failed");
 		goto failed;
