@@ -528,8 +528,9 @@ agent_is_held(Agent *agent, const ApplyStats *astats)
 	if (agent->hold_lsn == LSN_INVALID || agent->spool == NULL ||
 		!spool_hold_visible(agent->spool, &visible))
 		return false;
+	/* applied_lsn may pass L through a progress record; only commits change the target */
 	return spool_durable_lsn(agent->spool) >= agent->hold_lsn && astats->applied_lsn >= visible &&
-		astats->applied_lsn <= agent->hold_lsn;
+		astats->last_commit_lsn <= agent->hold_lsn;
 }
 
 static void
@@ -704,12 +705,12 @@ agent_hold(Agent *agent, Lsn lsn, ControlResponse *response)
 		return;
 	}
 	apply_get_stats(agent->applier, &astats);
-	if (astats.applied_lsn > lsn)
+	if (astats.last_commit_lsn > lsn)
 	{
 		char message[160];
 
 		snprintf(message, sizeof(message), "the target is past %s already (applied %s)",
-				 lsn_format(lsn, lsnbuf), lsn_format(astats.applied_lsn, applied));
+				 lsn_format(lsn, lsnbuf), lsn_format(astats.last_commit_lsn, applied));
 		response->message = strdup(message);
 		return;
 	}

@@ -523,6 +523,8 @@ apply_reach(Applier *a, Lsn lsn, const ApplyPending *commit)
 	a->stats.applied_lsn = a->applied;
 	if (commit != NULL)
 	{
+		if (commit->origin_lsn > a->stats.last_commit_lsn)
+			a->stats.last_commit_lsn = commit->origin_lsn;
 		a->stats.transactions += commit->transactions;
 		a->stats.changes += commit->changes;
 		a->stats.last_commit_time = commit->commit_time;
@@ -2177,6 +2179,8 @@ apply_session(Applier *a)
 		a->stats.applied_lsn = start;
 	if (start > a->stats.durable_lsn)
 		a->stats.durable_lsn = start;
+	if (start > a->stats.last_commit_lsn)
+		a->stats.last_commit_lsn = start;
 	if (a->options.endpos != 0 && start >= a->options.endpos)
 		a->stats.reached_endpos = true;
 	pthread_mutex_unlock(&a->mutex);

@@ -29,6 +29,7 @@ typedef struct ApplyStats
 {
 	Lsn applied_lsn;       /* everything before it is applied (commit end_lsn or PROGRESS lsn) */
 	Lsn durable_lsn;       /* pg_replication_origin_progress(origin, true): durable on the target */
+	Lsn last_commit_lsn;   /* end_lsn of the last source transaction committed on the target */
 	int64_t last_commit_time;  /* source commit time of the last applied transaction (PG timestamp) */
 	int64_t last_apply_time;   /* when it was applied (PG timestamp) */
 	uint64_t transactions;     /* applied since start */
