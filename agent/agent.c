@@ -1235,8 +1235,10 @@ agent_run(const CliOptions *options)
 		fprintf(stderr, "switchyard: run needs --source and --target (or SWITCHYARD_SOURCE/SWITCHYARD_TARGET)\n");
 		return EXIT_USAGE;
 	}
-	if (!state_dir_ensure(options->state_dir) || !state_lock(options->state_dir, &lock_fd))
+	if (!state_dir_ensure(options->state_dir))
 		return EXIT_INTERNAL;
+	if (!state_lock(options->state_dir, &lock_fd))
+		return EXIT_USAGE;  /* another agent runs on this state directory */
 	if (!state_load(options->state_dir, &agent.state))
 		goto cleanup;
 	{

@@ -179,7 +179,7 @@ cutover_command(const CliOptions *options)
 		{
 			const char *step = cutover_member_string(state, "step");
 
-			if (strcmp(step, last_step) != 0)
+			if (strcmp(step, last_step) != 0 && strcmp(step, "idle") != 0)
 			{
 				printf("cutover: %s\n", step);
 				fflush(stdout);

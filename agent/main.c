@@ -54,7 +54,8 @@ status_from_state(const CliOptions *options)
 	}
 
 	memset(&status, 0, sizeof(status));
-	status.phase = "stopped";
+	/* a migration that was cut over says so; any other stopped agent is "stopped" */
+	status.phase = state->phase != NULL && strcmp(state->phase, "done") == 0 ? "done" : "stopped";
 	status.running = false;
 	status.slot_name = state->slot_name;
 	status.publication_name = state->publication_name;
