@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <json-c/json.h>
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
 
@@ -61,6 +63,8 @@ typedef struct Agent
 	Lsn hold_lsn;                 /* parity barrier (APPLY_HOLD), 0 when none */
 	int64_t hold_since_us;
 	bool paused;                  /* switchyard pause: the applier holds, receiving goes on */
+	pid_t verify_pid;             /* --verify-every: the verify running now, 0 when none */
+	int64_t verify_done_us;       /* when the last one ended */
 	bool cutover_reported;
 	PGconn *export_conn;          /* replication session holding the copy snapshot exported */
 	char *snapshot_name;
@@ -781,6 +785,28 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	response->message = strdup(request->dry_run ? "cutover preflight started" : "cutover started");
 }
 
+/*
+ * `status --json` shows what /api/status shows: the status plus the latest parity result per
+ * table (from verify's latest.json) and the cutover readiness.
+ */
+static char *
+agent_status_document(Agent *agent, const AgentStatus *status)
+{
+	char path[4200];
+	json_object *latest;
+	HttpParity *parity = NULL;
+	char *document;
+
+	snprintf(path, sizeof(path), "%s/parity/latest.json", agent->options->state_dir);
+	latest = access(path, R_OK) == 0 ? json_object_from_file(path) : NULL;
+	if (latest != NULL && !http_parity_parse(json_object_to_json_string(latest), &parity))
+		parity = NULL;
+	json_object_put(latest);
+	document = http_render_status(status, parity, (int64_t) time(NULL));
+	http_parity_free(parity);
+	return document;
+}
+
 static void
 agent_on_control(const ControlRequest *request, ControlResponse *response, void *arg)
 {
@@ -796,7 +822,7 @@ agent_on_control(const ControlRequest *request, ControlResponse *response, void 
 			SpoolStats sstats;
 
 			agent_fill_status(agent, &status, &rstats, &astats, &sstats);
-			response->status_json = status_to_json(&status, true);
+			response->status_json = agent_status_document(agent, &status);
 			response->ok = response->status_json != NULL;
 			break;
 		}
@@ -986,6 +1012,74 @@ agent_watch_copy(Agent *agent, int64_t now)
 	log_info("initial copy done in %.1f s: applying the changes spooled meanwhile", progress.elapsed_seconds);
 }
 
+/*
+ * Continuous parity: `switchyard verify` as a child, talking to this agent through the
+ * control socket like any verify; its results land in <state-dir>/parity/latest.json, which
+ * status and the dashboard show. Connection strings travel in its environment, not argv.
+ */
+static void
+agent_spawn_verify(Agent *agent)
+{
+	char exe[4096];
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	pid_t pid;
+
+	if (len <= 0)
+		return;
+	exe[len] = '\0';
+	pid = fork();
+	if (pid < 0)
+	{
+		log_warning("could not start the periodic verify: %m");
+		return;
+	}
+	if (pid == 0)
+	{
+		char log_path[4200];
+		int fd;
+
+		snprintf(log_path, sizeof(log_path), "%s/verify.log", agent->options->state_dir);
+		fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (fd >= 0)
+		{
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+		}
+		setenv("SWITCHYARD_SOURCE", agent->options->source, 1);
+		setenv("SWITCHYARD_TARGET", agent->options->target, 1);
+		execl(exe, exe, "verify", "--state-dir", agent->options->state_dir, (char *) NULL);
+		_exit(127);
+	}
+	agent->verify_pid = pid;
+	log_info("periodic verify started (pid %d)", (int) pid);
+}
+
+static void
+agent_watch_verify(Agent *agent, int64_t now)
+{
+	int status = 0;
+
+	if (agent->verify_pid > 0)
+	{
+		if (waitpid(agent->verify_pid, &status, WNOHANG) != agent->verify_pid)
+			return;
+		agent->verify_pid = 0;
+		agent->verify_done_us = now;
+		if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_OK)
+			log_info("periodic verify: source and target are equal");
+		else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_PARITY)
+			log_warning("periodic verify found differences: see switchyard status and %s/parity",
+						agent->options->state_dir);
+		else
+			log_warning("periodic verify failed (see %s/verify.log)", agent->options->state_dir);
+		return;
+	}
+	if (agent->options->verify_every_seconds <= 0 || agent->cutover != NULL || agent->paused ||
+		now - agent->verify_done_us < (int64_t) agent->options->verify_every_seconds * 1000000)
+		return;
+	agent_spawn_verify(agent);
+}
+
 static void
 agent_on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -1048,6 +1142,7 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 					(int) (AGENT_HOLD_MAX_US / 60000000));
 		agent_release_hold(agent);
 	}
+	agent_watch_verify(agent, now);
 	if (now - agent->last_poll_us >= AGENT_SOURCE_POLL_MS * 1000)
 	{
 		agent->last_poll_us = now;
@@ -1144,6 +1239,7 @@ agent_stream(Agent *agent)
 
 	if (agent->copy == NULL)
 		agent_set_phase(agent, "streaming");
+	agent->verify_done_us = agent_now_us();
 	if (!agent_save_state(agent))
 		return EXIT_INTERNAL;
 	log_info("agent running: slot \"%s\", state directory \"%s\"", agent->state->slot_name, options->state_dir);

@@ -58,6 +58,7 @@ typedef enum CliOptionId
 	OPT_JOBS,
 	OPT_SPOOL_MAX,
 	OPT_TRUNCATE_TARGET,
+	OPT_VERIFY_EVERY,
 	OPT_JSON,
 	OPT_TABLE,
 	OPT_REPAIR,
@@ -99,6 +100,7 @@ static const CliOptionSpec option_specs[] = {
 	{"jobs", OPT_JOBS, true, FOR_RUN | FOR_VERIFY, true},
 	{"spool-max", OPT_SPOOL_MAX, true, FOR_RUN, true},
 	{"truncate-target", OPT_TRUNCATE_TARGET, false, FOR_RUN, true},
+	{"verify-every", OPT_VERIFY_EVERY, true, FOR_RUN, true},
 	{"json", OPT_JSON, false, FOR_STATUS | FOR_VERIFY, true},
 	{"table", OPT_TABLE, true, FOR_VERIFY, true},
 	{"repair", OPT_REPAIR, false, FOR_VERIFY, true},
@@ -388,6 +390,30 @@ parse_size(const char *text, uint64_t *out)
 	return false;
 }
 
+/* "90", "90s", "10m", "1h": at least 10 seconds, at most a week. */
+static bool
+parse_duration(const char *text, int *seconds)
+{
+	char *end = NULL;
+	long value;
+	long unit = 1;
+
+	errno = 0;
+	value = strtol(text, &end, 10);
+	if (errno != 0 || end == text || value <= 0)
+		return false;
+	if (strcmp(end, "h") == 0)
+		unit = 3600;
+	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+		unit = 60;
+	else if (strcmp(end, "s") != 0 && *end != '\0')
+		return false;
+	if (value > 7L * 86400 / unit || value * unit < 10)
+		return false;
+	*seconds = (int) (value * unit);
+	return true;
+}
+
 static bool
 parse_bool(const char *text, bool *out)
 {
@@ -485,6 +511,13 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 			return true;
 		case OPT_NO_COPY:
 			options->no_copy = flag;
+			return true;
+		case OPT_VERIFY_EVERY:
+			if (!parse_duration(value, &options->verify_every_seconds))
+			{
+				value_error(parse, spec, value, "expected a duration such as 90s, 10m or 1h");
+				return false;
+			}
 			return true;
 		case OPT_TRUNCATE_TARGET:
 			options->truncate_target = flag;
@@ -1020,7 +1053,9 @@ print_command_help(CliCommand command)
 				   "  --jobs N              parallel copy workers (default: number of cores)\n"
 				   "  --spool-max SIZE      bound on the spool, e.g. 512MB or 8GB (default 8GB);\n"
 				   "                        when full, receiving pauses until the target catches up\n"
-				   "  --truncate-target     empty the target's tables before copying into them\n");
+				   "  --truncate-target     empty the target's tables before copying into them\n"
+				   "  --verify-every TIME   continuous parity: run switchyard verify every TIME (e.g.\n"
+				   "                        10m) while streaming; results in status and dashboard\n");
 			break;
 		case CLI_COMMAND_STATUS:
 			printf("switchyard status: show the migration's progress, from the running agent, or from\n"

@@ -50,6 +50,7 @@ typedef struct CliOptions
 	int jobs;                  /* --jobs N, default number of cores */
 	uint64_t spool_max_bytes;  /* --spool-max SIZE (e.g. 8GB), default 8 GiB */
 	bool truncate_target;
+	int verify_every_seconds;  /* run --verify-every: 0 = no continuous parity */
 
 	/* status, verify */
 	bool json;
