@@ -218,16 +218,16 @@ verify_parse_hold(const char *status_json, Lsn *hold_lsn, bool *held, Lsn *appli
 	return true;
 }
 
-/* The agent's hold_lsn, held, applied_lsn and flushed_lsn now. */
+/* The agent's hold_lsn, held, applied_lsn, and in *seen_lsn the furthest position it has received. */
 static bool
-verify_agent_positions(VerifyContext *ctx, Lsn *hold_lsn, bool *held, Lsn *applied_lsn, Lsn *flushed_lsn)
+verify_agent_positions(VerifyContext *ctx, Lsn *hold_lsn, bool *held, Lsn *applied_lsn, Lsn *seen_lsn)
 {
 	ControlResponse *response = NULL;
 	json_object *root = NULL;
 	bool no_agent = false;
 	bool ok = false;
 
-	*flushed_lsn = 0;
+	*seen_lsn = 0;
 	if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS, VERIFY_CONTROL_TIMEOUT_MS,
 						 &response, &no_agent))
 	{
@@ -240,7 +240,16 @@ verify_agent_positions(VerifyContext *ctx, Lsn *hold_lsn, bool *held, Lsn *appli
 		goto cleanup;
 	root = json_tokener_parse(response->status_json);
 	if (root != NULL)
-		*flushed_lsn = verify_json_lsn_member(root, "flushed_lsn");
+	{
+		Lsn received = verify_json_lsn_member(root, "received_lsn");
+
+		/* the furthest the agent has seen: at or past what it applied */
+		*seen_lsn = verify_json_lsn_member(root, "flushed_lsn");
+		if (received > *seen_lsn)
+			*seen_lsn = received;
+		if (*applied_lsn > *seen_lsn)
+			*seen_lsn = *applied_lsn;
+	}
 	ok = true;
 
 cleanup:
@@ -250,29 +259,40 @@ cleanup:
 }
 
 /*
- * Stops the applier where it is before the slot exists: everything it has read or may still
- * commit was received before the slot is created, so it lies before L, and the later hold at
- * L can never find the target past L already. Best effort: without it, the check after the
- * target's snapshot still catches a target that moved past L.
+ * Stops the applier before the slot exists, at the source's WAL insert position X now: the
+ * slot's consistent point L comes later, so X <= L, and whatever the applier has read or may
+ * still commit lies before X. The hold at L then never finds the target past L already.
+ * Best effort (the source may move past X before the agent sees the request): the check after
+ * the target's snapshot still catches a target that moved past L.
  */
 static void
 verify_prehold(VerifyContext *ctx)
 {
-	ControlResponse *response = NULL;
-	Lsn hold_lsn;
-	Lsn applied;
-	Lsn flushed;
-	bool held;
-	bool no_agent = false;
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		ControlResponse *response = NULL;
+		PGresult *res = PQexec(ctx->source, "SELECT pg_catalog.pg_current_wal_insert_lsn()");
+		Lsn now = 0;
+		bool no_agent = false;
+		bool held = false;
 
-	if (!verify_agent_positions(ctx, &hold_lsn, &held, &applied, &flushed) || flushed == 0)
-		return;
-	if (control_request_lsn(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__APPLY_HOLD, flushed,
-							VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent) && response->ok)
-		ctx->hold_active = true;
-	else if (response != NULL)
-		log_debug("the agent did not pre-hold its applier: %s", response->message);
-	control_response_free(response);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || !lsn_parse(PQgetvalue(res, 0, 0), &now))
+			now = 0;
+		PQclear(res);
+		if (now == 0)
+			return;
+		if (control_request_lsn(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__APPLY_HOLD, now,
+								VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent) && response->ok)
+		{
+			ctx->hold_active = true;
+			held = true;
+		}
+		else if (response != NULL)
+			log_debug("the agent did not pre-hold its applier: %s", response->message);
+		control_response_free(response);
+		if (held || no_agent)
+			return;
+	}
 }
 
 static bool
@@ -311,9 +331,12 @@ cleanup:
 	return ok;
 }
 
-/* Asks the agent to hold at lsn and waits until it holds there. */
+/*
+ * Asks the agent to hold at lsn and waits until it holds there. *torn: the applier was past
+ * lsn already (it moved on while the slot was created), so another common point is needed.
+ */
 static bool
-verify_hold(VerifyContext *ctx, Lsn lsn)
+verify_hold(VerifyContext *ctx, Lsn lsn, bool *torn)
 {
 	ControlResponse *response = NULL;
 	char lsn_text[LSN_FORMAT_SIZE];
@@ -337,6 +360,17 @@ verify_hold(VerifyContext *ctx, Lsn lsn)
 	}
 	if (!response->ok)
 	{
+		Lsn hold_lsn;
+		Lsn applied;
+		Lsn seen;
+		bool is_held;
+
+		if (verify_agent_positions(ctx, &hold_lsn, &is_held, &applied, &seen) && applied > lsn)
+		{
+			log_debug("the applier is past %s already: taking another common point", lsn_text);
+			*torn = true;
+			goto cleanup;
+		}
 		log_error("the agent refused to hold its applier at %s: %s", lsn_text, response->message);
 		verify_fail(ctx, PARITY_SIDE_TARGET, "the agent refused to hold its applier at %s: %s", lsn_text,
 					response->message);
@@ -375,6 +409,13 @@ verify_hold(VerifyContext *ctx, Lsn lsn)
 			held = false;
 		control_response_free(response);
 		response = NULL;
+		if (!held && applied_lsn > lsn)
+		{
+			/* a transaction past lsn was on its way when the hold came: it will never hold at lsn */
+			log_debug("the applier went past %s: taking another common point", lsn_text);
+			*torn = true;
+			goto cleanup;
+		}
 	}
 	log_debug("the applier holds at %s", lsn_text);
 	ok = true;
@@ -514,7 +555,7 @@ verify_cut_try(VerifyContext *ctx, Lsn *lsn, bool *torn)
 	PQfinish(repl);             /* the temporary slot goes with it */
 	repl = NULL;
 
-	if (ctx->barrier && !verify_hold(ctx, *lsn))
+	if (ctx->barrier && !verify_hold(ctx, *lsn, torn))
 		goto cleanup;
 
 	ctx->targets_in_snapshot = true;
