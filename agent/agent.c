@@ -753,6 +753,7 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 		response->message = strdup("the initial copy has not finished: cutover refused");
 		return;
 	}
+
 	if (request == NULL)
 	{
 		response->message = strdup("malformed cutover request");
@@ -770,6 +771,7 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.max_lag_bytes = request->max_lag_bytes;
 	options.fail_at = request->fail_at;
 	options.applier = agent->applier;
+	options.spool = agent->spool;
 	options.guard = agent->guard;
 	options.final_parity.prepare = agent_parity_prepare;
 	options.final_parity.run = agent_parity_run;

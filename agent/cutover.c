@@ -604,6 +604,15 @@ cutover_preflight(Cutover *cutover)
 					 (unsigned long long) cutover->options.max_lag_bytes);
 		return false;
 	}
+	{
+		Lsn visible;
+
+		if (cutover->options.spool != NULL && spool_hold_visible(cutover->options.spool, &visible))
+		{
+			cutover_fail(cutover, "applying is paused or held by a verify: switchyard resume, or let the verify end");
+			return false;
+		}
+	}
 	/* parity */
 	if (!cutover_check_parity_report(cutover))
 		return false;

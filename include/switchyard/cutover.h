@@ -60,6 +60,7 @@ typedef struct CutoverOptions
 	uint64_t max_lag_bytes;         /* 0 = 16 MiB: preflight refuses above this */
 	const char *fail_at;            /* tests: a step name at which a failure is forced */
 	Applier *applier;
+	Spool *spool;                   /* a hold on it (pause, verify) blocks the drain */
 	Guard *guard;                   /* NULL: no application roles guarded */
 	CutoverParity final_parity;     /* prepare NULL: no final parity */
 } CutoverOptions;

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 240
 
-plan 17
+plan 22
 
 command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
@@ -59,6 +59,21 @@ cout=$(timeout 60 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --pgbouncer "
 	--pgbouncer-db chat --pgbouncer-ini "$PGB_INI" --yes 2>&1); crc=$?
 ok "an unreachable PgBouncer is refused, PgBouncer untouched" eval '[ "$crc" = 6 ] && pointing_at_source' ||
 	diag "$cout"
+# the applier paused, a write on the source: the target lags behind
+"$SWITCHYARD" pause --state-dir "$AGENT_STATE" >/dev/null 2>&1
+psql_on SRC "insert into agents (name, email) values ('lag probe', 'lag@example.test')" >/dev/null
+cout=$(cutover --max-lag 1 2>&1); crc=$?
+"$SWITCHYARD" resume --state-dir "$AGENT_STATE" >/dev/null 2>&1
+ok "lag above --max-lag is refused, PgBouncer untouched" eval '[ "$crc" = 6 ] && pointing_at_source' || diag "$cout"
+like "$cout" 'lag' "... naming the lag" || diag "$cout"
+# a dirty parity result: a difference made on the target behind the agent's back
+psql_on DST "set session_replication_role = replica; update agents set name = 'tampered' where id = 2" >/dev/null
+timeout 120 "$SWITCHYARD" verify --state-dir "$AGENT_STATE" --source "$SRC_CONN" --target "$DST_CONN" >/dev/null 2>&1
+cout=$(cutover 2>&1); crc=$?
+ok "a dirty latest verify is refused, PgBouncer untouched" eval '[ "$crc" = 6 ] && pointing_at_source' || diag "$cout"
+like "$cout" 'differences' "... saying the verify found differences" || diag "$cout"
+ok "verify --repair makes it clean again" timeout 120 "$SWITCHYARD" verify --repair --state-dir "$AGENT_STATE" \
+	--source "$SRC_CONN" --target "$DST_CONN"
 cout=$(cutover --dry-run 2>&1); crc=$?
 ok "--dry-run passes the preflight and changes nothing" eval '[ "$crc" = 0 ] && pointing_at_source' || diag "$cout"
 
