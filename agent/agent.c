@@ -64,6 +64,8 @@ typedef struct Agent
 	int64_t hold_since_us;
 	bool paused;                  /* switchyard pause: the applier holds, receiving goes on */
 	pid_t verify_pid;             /* --verify-every: the verify running now, 0 when none */
+	ApplyTableStats *table_stats; /* what /metrics last read of the applier's per-table counts */
+	size_t table_stats_cap;
 	int64_t verify_done_us;       /* when the last one ended */
 	bool cutover_reported;
 	PGconn *export_conn;          /* replication session holding the copy snapshot exported */
@@ -870,6 +872,36 @@ agent_http_status(void *arg, HttpStatusSink sink, void *sink_arg)
 	sink(&status, sink_arg);
 }
 
+/* Per-table rows applied for /metrics; the strings live in agent->table_stats until the next call. */
+static size_t
+agent_http_table_counts(void *arg, HttpTableCount *out, size_t max)
+{
+	Agent *agent = arg;
+	size_t n;
+
+	if (agent->applier == NULL)
+		return 0;
+	if (agent->table_stats_cap < max)
+	{
+		ApplyTableStats *bigger = realloc(agent->table_stats, max * sizeof(*bigger));
+
+		if (bigger == NULL)
+			return 0;
+		agent->table_stats = bigger;
+		agent->table_stats_cap = max;
+	}
+	n = apply_get_table_stats(agent->applier, agent->table_stats, max);
+	for (size_t i = 0; i < n && i < max; i++)
+	{
+		out[i].table = agent->table_stats[i].table;
+		out[i].inserted = agent->table_stats[i].inserted;
+		out[i].updated = agent->table_stats[i].updated;
+		out[i].deleted = agent->table_stats[i].deleted;
+		out[i].truncated = agent->table_stats[i].truncated;
+	}
+	return n;
+}
+
 static bool
 agent_start_http(Agent *agent)
 {
@@ -883,6 +915,8 @@ agent_start_http(Agent *agent)
 	http_options.state_dir = agent->options->state_dir;
 	http_options.status = agent_http_status;
 	http_options.status_arg = agent;
+	http_options.table_counts = agent_http_table_counts;
+	http_options.table_counts_arg = agent;
 	return http_server_start(&http_options, &agent->http);
 }
 
@@ -1389,6 +1423,7 @@ cleanup:
 	state_free(agent.state);
 	if (agent.export_conn != NULL)
 		PQfinish(agent.export_conn);
+	free(agent.table_stats);
 	free(agent.snapshot_name);
 	free(agent.spool_dir);
 	free(agent.source_shown);

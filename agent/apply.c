@@ -44,6 +44,15 @@ typedef enum ApplyOutcome
 } ApplyOutcome;
 
 /* A source relation from its latest Relation message, and what the target has for it. */
+enum
+{
+	APPLY_TABLE_INSERTED,
+	APPLY_TABLE_UPDATED,
+	APPLY_TABLE_DELETED,
+	APPLY_TABLE_TRUNCATED,
+	APPLY_TABLE_KINDS
+};
+
 typedef struct ApplyRelation
 {
 	uint32_t relid;
@@ -58,8 +67,17 @@ typedef struct ApplyRelation
 	int32_t *typmods;
 	char **type_names;         /* the target's column types, for multi-row UPDATE casts */
 	bool resolved;             /* looked up on the target during this session */
+	size_t counter;            /* its entry in Applier.counters */
 	ApplySqlTable table;
 } ApplyRelation;
+
+/* Rows applied per table: counted as results arrive, made final by the batch's COMMIT. */
+typedef struct ApplyTableCounter
+{
+	char *name;
+	uint64_t applied[APPLY_TABLE_KINDS];   /* committed; read by other threads under the mutex */
+	uint64_t pending[APPLY_TABLE_KINDS];   /* in the open target transaction */
+} ApplyTableCounter;
 
 typedef struct ApplyStatement
 {
@@ -116,8 +134,11 @@ struct Applier
 	bool thread_started;
 	atomic_bool stop_requested;
 
-	pthread_mutex_t mutex;     /* guards stats */
+	pthread_mutex_t mutex;     /* guards stats and the counters' applied[] */
 	ApplyStats stats;
+	ApplyTableCounter *counters;
+	size_t ncounters;
+	size_t counters_cap;
 
 	/* ---- everything below belongs to the apply thread ---- */
 	PGconn *conn;
@@ -350,6 +371,65 @@ apply_relation_same(const ApplyRelation *rel, const PgoutputMessage *m)
 	return true;
 }
 
+/* The counter of a table by name: a table keeps its counts across new Relation messages. */
+static bool
+apply_counter_for(Applier *a, const char *name, size_t *index)
+{
+	char *copy;
+
+	for (size_t i = 0; i < a->ncounters; i++)
+		if (strcmp(a->counters[i].name, name) == 0)
+		{
+			*index = i;
+			return true;
+		}
+	copy = strdup(name);
+	if (copy == NULL)
+		return false;
+	pthread_mutex_lock(&a->mutex);
+	if (a->ncounters == a->counters_cap)
+	{
+		size_t cap = a->counters_cap ? a->counters_cap * 2 : 32;
+		ApplyTableCounter *bigger = realloc(a->counters, cap * sizeof(*bigger));
+
+		if (bigger == NULL)
+		{
+			pthread_mutex_unlock(&a->mutex);
+			free(copy);
+			return false;
+		}
+		a->counters = bigger;
+		a->counters_cap = cap;
+	}
+	memset(&a->counters[a->ncounters], 0, sizeof(a->counters[0]));
+	a->counters[a->ncounters].name = copy;
+	*index = a->ncounters++;
+	pthread_mutex_unlock(&a->mutex);
+	return true;
+}
+
+/* The batch's COMMIT arrived: what its statements did is applied now. */
+static void
+apply_counters_commit(Applier *a)
+{
+	pthread_mutex_lock(&a->mutex);
+	for (size_t i = 0; i < a->ncounters; i++)
+		for (int k = 0; k < APPLY_TABLE_KINDS; k++)
+		{
+			a->counters[i].applied[k] += a->counters[i].pending[k];
+			a->counters[i].pending[k] = 0;
+		}
+	pthread_mutex_unlock(&a->mutex);
+}
+
+/* A new target transaction began: whatever an earlier one left pending was rolled back. */
+static void
+apply_counters_forget(Applier *a)
+{
+	for (size_t i = 0; i < a->ncounters; i++)
+		memset(a->counters[i].pending, 0, sizeof(a->counters[i].pending));
+}
+
 static ApplyRelation *
 apply_relation_new(Applier *a, const PgoutputMessage *m)
 {
@@ -381,6 +461,8 @@ apply_relation_new(Applier *a, const PgoutputMessage *m)
 		rel->type_oids[i] = m->relation.columns[i].type_oid;
 		rel->typmods[i] = m->relation.columns[i].typmod;
 	}
+	if (!apply_counter_for(a, rel->display, &rel->counter))
+		goto fail;
 	rel->table.nspname = rel->nspname;
 	rel->table.relname = rel->relname;
 	rel->table.replident = rel->replident;
@@ -724,6 +806,20 @@ apply_handle_result(Applier *a, const ApplyPending *p, PGresult *res)
 				if (done < expected)
 					apply_missing_row(a, p, expected - done);
 			}
+			if (ok && p->rel != NULL)
+				a->counters[p->rel->counter].pending[p->change == 'I' ? APPLY_TABLE_INSERTED
+													 : p->change == 'U' ? APPLY_TABLE_UPDATED
+													 : APPLY_TABLE_DELETED] += p->rows > 1 ? p->rows : 1;
+			break;
+		case APPLY_OP_TRUNCATE:
+			ok = (status == PGRES_COMMAND_OK);
+			if (ok && p->rel != NULL)
+				a->counters[p->rel->counter].pending[APPLY_TABLE_TRUNCATED]++;
+			break;
+		case APPLY_OP_BEGIN:
+			ok = (status == PGRES_COMMAND_OK);
+			if (ok)
+				apply_counters_forget(a);
 			break;
 		case APPLY_OP_COMMIT:
 			/* COMMIT of a failed transaction reports ROLLBACK */
@@ -731,6 +827,7 @@ apply_handle_result(Applier *a, const ApplyPending *p, PGresult *res)
 			if (ok)
 			{
 				a->committed_this_session = true;
+				apply_counters_commit(a);
 				apply_reach(a, p->lsn, p);
 			}
 			break;
@@ -2367,6 +2464,25 @@ apply_request_stop(Applier *applier)
 	spool_wakeup_reader(applier->options.spool);
 }
 
+size_t
+apply_get_table_stats(Applier *applier, ApplyTableStats *out, size_t max)
+{
+	size_t n;
+
+	pthread_mutex_lock(&applier->mutex);
+	n = applier->ncounters;
+	for (size_t i = 0; i < n && i < max; i++)
+	{
+		snprintf(out[i].table, sizeof(out[i].table), "%s", applier->counters[i].name);
+		out[i].inserted = applier->counters[i].applied[APPLY_TABLE_INSERTED];
+		out[i].updated = applier->counters[i].applied[APPLY_TABLE_UPDATED];
+		out[i].deleted = applier->counters[i].applied[APPLY_TABLE_DELETED];
+		out[i].truncated = applier->counters[i].applied[APPLY_TABLE_TRUNCATED];
+	}
+	pthread_mutex_unlock(&applier->mutex);
+	return n;
+}
+
 void
 apply_free(Applier *applier)
 {
@@ -2394,6 +2510,9 @@ apply_free(Applier *applier)
 	free(applier->group_formats);
 	free(applier->group_values);
 	pgoutput_scratch_free(applier->scratch);
+	for (size_t i = 0; i < applier->ncounters; i++)
+		free(applier->counters[i].name);
+	free(applier->counters);
 	pthread_mutex_destroy(&applier->mutex);
 	free(applier->conninfo);
 	free(applier->origin_name);

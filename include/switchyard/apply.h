@@ -49,6 +49,19 @@ bool apply_start(const ApplyOptions *options, Applier **out) __attribute__((warn
 void apply_request_stop(Applier *applier);
 /* Waits for the thread and frees everything. Accepts NULL. */
 void apply_free(Applier *applier);
+/* Rows applied (committed on the target) per table since the agent started. */
+typedef struct ApplyTableStats
+{
+	char table[300];            /* "schema"."table" */
+	uint64_t inserted;
+	uint64_t updated;
+	uint64_t deleted;
+	uint64_t truncated;         /* TRUNCATEs of it */
+} ApplyTableStats;
+
+/* Fills up to max entries; returns how many tables there are (may exceed max). */
+size_t apply_get_table_stats(Applier *applier, ApplyTableStats *out, size_t max);
+
 /* Thread-safe snapshot of the counters. */
 void apply_get_stats(Applier *applier, ApplyStats *out);
 

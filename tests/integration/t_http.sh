@@ -173,6 +173,7 @@ sane_metrics() {
 		[ "$(metric "$f" switchyard_target_connected)" = 1 ] &&
 		[ "$(metric "$f" switchyard_changes_applied_total)" -gt 0 ] &&
 		[ "$(metric "$f" switchyard_transactions_applied_total)" -gt 0 ] &&
+		grep -qE '^switchyard_table_changes_applied_total\{table=".+",operation="insert"\} [1-9]' "$f" &&
 		[ "$(metric "$f" switchyard_received_lsn)" -ge "$(metric "$f" switchyard_flushed_lsn)" ] &&
 		[ "$(metric "$f" switchyard_received_lsn)" -ge "$(metric "$f" switchyard_applied_lsn)" ] &&
 		[ "$(metric "$f" switchyard_applied_lsn)" -gt 0 ] &&
