@@ -1667,14 +1667,18 @@ verify_run(const CliOptions *options)
 			rc = EXIT_NO_AGENT;
 			goto cleanup;
 		}
-		log_warning("no agent is running on state directory \"%s\": comparing without a common point",
-					options->state_dir);
-		log_detail("Rows changed on the source while verify runs may show as differences.");
 	}
+	/* which tables comes first: without a migration there is nothing to warn about */
 	if (!verify_load_publication(&ctx))
 	{
 		rc = EXIT_NO_AGENT;
 		goto cleanup;
+	}
+	if (!ctx.barrier)
+	{
+		log_warning("no agent is running on state directory \"%s\": comparing without a common point",
+					options->state_dir);
+		log_detail("Rows changed on the source while verify runs may show as differences.");
 	}
 	ctx.source = conninfo_connect(options->source, CONN_NORMAL, "verify", "source");
 	if (ctx.source == NULL)
