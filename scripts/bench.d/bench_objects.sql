@@ -44,7 +44,9 @@ END $$;
 
 -- On the target: for SECS seconds, poll every ~1 ms for probe rows that became visible and
 -- note (now - src_at) for each, in ms (both servers run on this machine: one clock). Result:
--- "seen p50 p99 max" (ms). Commits between polls, so it holds no snapshot.
+-- "seen p50 p99 max at" (ms; at: seconds from the start of the watch to the probe with the
+-- highest lag), then "at:lag,..." for the probes over 20 ms. Commits between polls, so it
+-- holds no snapshot.
 CREATE PROCEDURE bench_watch(secs float8, INOUT result text DEFAULT NULL)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -52,6 +54,8 @@ DECLARE
 	last bigint;
 	m bigint;
 	lags float8[] := '{}';
+	ats float8[] := '{}';
+	t_start timestamptz := clock_timestamp();
 BEGIN
 	SELECT coalesce(max(id), 0) INTO last FROM bench_probe;
 	COMMIT;
@@ -59,15 +63,21 @@ BEGIN
 		SELECT max(id) INTO m FROM bench_probe WHERE id > last;
 		IF m IS NOT NULL THEN
 			lags := lags || ARRAY(SELECT extract(epoch FROM clock_timestamp() - src_at) * 1000
-			                      FROM bench_probe WHERE id > last AND id <= m);
+			                      FROM bench_probe WHERE id > last AND id <= m ORDER BY id);
+			ats := ats || ARRAY(SELECT extract(epoch FROM src_at - t_start)
+			                    FROM bench_probe WHERE id > last AND id <= m ORDER BY id);
 			last := m;
 		END IF;
 		COMMIT;
 		PERFORM pg_sleep(0.001);
 	END LOOP;
-	SELECT format('%s %s %s %s', count(*),
+	SELECT format('%s %s %s %s %s', count(*),
 	              round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 3),
 	              round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 3),
-	              round(max(l)::numeric, 3))
-	  INTO result FROM unnest(lags) l;
+	              round(max(l)::numeric, 3),
+	              round((array_agg(a ORDER BY l DESC))[1]::numeric, 1))
+	  INTO result FROM unnest(lags, ats) u(l, a);
+	-- then the spikes (over 20 ms), "at:lag" (s:ms), at most 40, for the log
+	result := result || coalesce(' ' || (SELECT string_agg(format('%s:%s', round(a::numeric, 2), round(l::numeric, 1)), ',' ORDER BY a)
+	                                     FROM (SELECT * FROM unnest(lags, ats) u(l, a) WHERE l > 20 ORDER BY a LIMIT 40) x), '');
 END $$;
