@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,8 @@ typedef struct Agent
 	int64_t hold_since_us;
 	bool paused;                  /* switchyard pause: the applier holds, receiving goes on */
 	pid_t verify_pid;             /* --verify-every: the verify running now, 0 when none */
+	TouchedKeys *touched;         /* keys the applier wrote, for the cutover's final parity */
+	struct timespec latest_seen;  /* parity/latest.json's mtime when it was last read */
 	ApplyTableStats *table_stats; /* what /metrics last read of the applier's per-table counts */
 	size_t table_stats_cap;
 	int64_t verify_done_us;       /* when the last one ended */
@@ -629,25 +633,78 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
  * Final parity inside the fence: writes are stopped and the stream drained, so both sides
  * hold still and are compared as they are.
  */
+/* The cutover's handle: the prepared comparison, and the keys the stream touched. */
+typedef struct AgentParity
+{
+	VerifyPrepared *prepared;
+	TouchedKeys *touched;
+} AgentParity;
+
 static bool
 agent_parity_prepare(void *arg, void **handle, char *why, size_t whylen)
 {
 	Agent *agent = arg;
+	AgentParity *parity = calloc(1, sizeof(*parity));
 
-	return verify_prepare_now(agent->options, agent->state->publication_name, (VerifyPrepared **) handle,
-							  why, whylen);
+	*handle = NULL;
+	if (parity == NULL)
+	{
+		snprintf(why, whylen, "out of memory");
+		return false;
+	}
+	parity->touched = agent->touched;
+	if (!verify_prepare_now(agent->options, agent->state->publication_name, &parity->prepared, why, whylen))
+	{
+		free(parity);
+		return false;
+	}
+	*handle = parity;
+	return true;
 }
 
 static bool
 agent_parity_run(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen)
 {
-	return verify_run_prepared(handle, clean, rows, why, whylen);
+	AgentParity *parity = handle;
+
+	return verify_run_prepared(parity->prepared, parity->touched, clean, rows, why, whylen);
 }
 
 static void
 agent_parity_free(void *handle)
 {
-	verify_prepared_free(handle);
+	AgentParity *parity = handle;
+
+	if (parity == NULL)
+		return;
+	verify_prepared_free(parity->prepared);
+	free(parity);
+}
+
+/*
+ * A verify (periodic, by hand, or the cutover's) wrote new results: keys stamped at or before
+ * a table's clean baseline are no longer needed.
+ */
+static void
+agent_prune_touched(Agent *agent)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	VerifyBaseline *baselines;
+	int n;
+
+	if (agent->touched == NULL)
+		return;
+	snprintf(path, sizeof(path), "%s/parity/latest.json", agent->options->state_dir);
+	if (stat(path, &st) != 0 || (st.st_mtim.tv_sec == agent->latest_seen.tv_sec &&
+								  st.st_mtim.tv_nsec == agent->latest_seen.tv_nsec))
+		return;
+	agent->latest_seen = st.st_mtim;
+	if (!verify_read_baselines(agent->options->state_dir, &baselines, &n))
+		return;
+	for (int i = 0; i < n; i++)
+		touched_prune(agent->touched, baselines[i].schema, baselines[i].name, baselines[i].lsn);
+	verify_baselines_free(baselines, n);
 }
 
 static void
@@ -984,6 +1041,12 @@ agent_start_applier(Agent *agent)
 	apply_options.origin_name = agent->state->origin_name;
 	apply_options.spool = agent->spool;
 	apply_options.endpos = agent->options->endpos;
+	if (agent->touched == NULL && (agent->touched = touched_create(0)) == NULL)
+	{
+		log_error("out of memory");
+		return false;
+	}
+	apply_options.touched = agent->touched;
 	return apply_start(&apply_options, &agent->applier);
 }
 
@@ -1183,6 +1246,7 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 	{
 		agent->last_poll_us = now;
 		agent_poll_source(agent);
+		agent_prune_touched(agent);
 	}
 	if (now - agent->last_save_us >= AGENT_STATE_SAVE_MS * 1000)
 	{
@@ -1291,6 +1355,9 @@ agent_shutdown(Agent *agent)
 	/* first: its requests read the parts freed below */
 	http_server_free(agent->http);
 	agent->http = NULL;
+	/* a cutover in progress uses the applier, spool and guard: it ends (or rolls back) first */
+	cutover_free(agent->cutover);
+	agent->cutover = NULL;
 	if (agent->copy != NULL)
 	{
 		copy_request_stop(agent->copy);
@@ -1424,6 +1491,7 @@ cleanup:
 	if (agent.export_conn != NULL)
 		PQfinish(agent.export_conn);
 	free(agent.table_stats);
+	touched_free(agent.touched);
 	free(agent.snapshot_name);
 	free(agent.spool_dir);
 	free(agent.source_shown);

@@ -1659,6 +1659,70 @@ oom:
 }
 
 /* Sends one INSERT, UPDATE or DELETE as a prepared statement with text parameters. */
+/* PostgreSQL's INDEX_MAX_KEYS: no replica identity has more columns. */
+#define APPLY_MAX_KEY_COLUMNS 32
+
+/* The key of one tuple into the tracker; a key it cannot read loses the table instead. */
+static void
+apply_note_key(Applier *a, const ApplyRelation *rel, const TupleData *tuple)
+{
+	const char *columns[APPLY_MAX_KEY_COLUMNS];
+	const char *values[APPLY_MAX_KEY_COLUMNS];
+	uint32_t lengths[APPLY_MAX_KEY_COLUMNS];
+	int n = 0;
+
+	for (uint16_t i = 0; i < rel->ncols && i < tuple->ncols; i++)
+	{
+		const TupleValue *v = &tuple->values[i];
+
+		if (!rel->columns[i].is_key)
+			continue;
+		if (n == APPLY_MAX_KEY_COLUMNS || v->kind == TUPLE_VALUE_UNCHANGED_TOAST || v->kind == TUPLE_VALUE_BINARY)
+		{
+			touched_lose(a->options.touched, rel->nspname, rel->relname);
+			return;
+		}
+		columns[n] = rel->columns[i].name;
+		values[n] = v->kind == TUPLE_VALUE_NULL ? NULL : v->data;
+		lengths[n] = v->length;
+		n++;
+	}
+	if (n == 0)
+		touched_lose(a->options.touched, rel->nspname, rel->relname);
+	else
+		touched_add(a->options.touched, rel->nspname, rel->relname, n, columns, values, lengths);
+}
+
+/*
+ * Which rows the change wrote, for the cutover's final parity (touched.h): the new key and,
+ * when the key changed, the old one. Only a replica identity that is a key names rows.
+ */
+static void
+apply_note_touched(Applier *a, const ApplyRelation *rel, const PgoutputMessage *m)
+{
+	if (a->options.touched == NULL)
+		return;
+	if (rel->replident != 'd' && rel->replident != 'i')
+	{
+		touched_lose(a->options.touched, rel->nspname, rel->relname);
+		return;
+	}
+	switch (m->kind)
+	{
+		case PGOUTPUT_INSERT:
+			apply_note_key(a, rel, &m->insert.new_tuple);
+			break;
+		case PGOUTPUT_UPDATE:
+			if (m->update.old_kind != 0)
+				apply_note_key(a, rel, &m->update.old_tuple);
+			apply_note_key(a, rel, &m->update.new_tuple);
+			break;
+		default:
+			apply_note_key(a, rel, &m->delete.old_tuple);
+			break;
+	}
+}
+
 static ApplyOutcome
 apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 {
@@ -1699,6 +1763,7 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 		return APPLY_OUTCOME_FATAL;
 	}
 	a->txn_changes++;
+	apply_note_touched(a, rel, m);
 	if (plan.noop)
 		return APPLY_OUTCOME_OK;
 	if (apply_groupable(rel, &plan, m->kind == PGOUTPUT_UPDATE ? m->update.old_kind : 0))
@@ -1759,6 +1824,7 @@ apply_truncate(Applier *a, const PgoutputMessage *m, Lsn lsn)
 		tables[i] = &rel->table;
 		if (first == NULL)
 			first = rel;
+		touched_lose(a->options.touched, rel->nspname, rel->relname);
 	}
 	a->txn_changes += n;
 	if (n == 0)
@@ -1799,6 +1865,7 @@ apply_source_commit(Applier *a, Lsn end_lsn, int64_t commit_time, SpoolPosition 
 {
 	a->in_txn = false;
 	a->orphan = false;
+	touched_commit(a->options.touched, end_lsn);
 	if (a->skipping)
 	{
 		a->skipping = false;
@@ -2267,6 +2334,8 @@ apply_session(Applier *a)
 	if (!apply_prepare_control(a) || !apply_send_sync(a))
 		return APPLY_OUTCOME_RETRY;
 	apply_publish_connected(a, true);
+	/* the keys of what an earlier process applied are not known: a baseline must be later */
+	touched_start(a->options.touched, start);
 	a->applied = start;
 	a->position = start;
 	a->last_commit_end = start;

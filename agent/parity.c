@@ -616,6 +616,32 @@ parity_fingerprint_sql(const ParityTable *table, bool lower, bool upper)
 	return parity_buf_finish(&buf);
 }
 
+char *
+parity_keys_fingerprint_sql(const ParityTable *table)
+{
+	ParityBuf buf = {0};
+
+	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
+	parity_append_row_hash(&buf, table);
+	parity_buf_append(&buf, "), 0)");
+	parity_append_from(&buf, table);
+	/* key values arrive in text form: the input function of each column's type reads them */
+	parity_buf_append(&buf, " WHERE (");
+	for (int k = 0; k < table->nkeys; k++)
+		parity_buf_printf(&buf, "%s%s", k > 0 ? ", " : "", table->columns[table->key[k]].quoted);
+	parity_buf_append(&buf, ") IN (SELECT ");
+	for (int k = 0; k < table->nkeys; k++)
+		parity_buf_printf(&buf, "%sk.c%d::%s", k > 0 ? ", " : "", k + 1, table->columns[table->key[k]].type_name);
+	parity_buf_append(&buf, " FROM unnest(");
+	for (int k = 0; k < table->nkeys; k++)
+		parity_buf_printf(&buf, "%s$%d::text[]", k > 0 ? ", " : "", k + 1);
+	parity_buf_append(&buf, ") AS k(");
+	for (int k = 0; k < table->nkeys; k++)
+		parity_buf_printf(&buf, "%sc%d", k > 0 ? ", " : "", k + 1);
+	parity_buf_append(&buf, "))");
+	return parity_buf_finish(&buf);
+}
+
 /* A key column as the streams carry it: integers as they are, the rest as text. */
 static void
 parity_append_stream_key(ParityBuf *buf, const ParityColumn *column, bool order)
@@ -2662,5 +2688,88 @@ cleanup:
 		for (int i = 0; i < ntables; i++)
 			tables[i]->result.repaired = 0;
 	}
+	return ok;
+}
+
+/* ---- the rows the stream touched ---------------------------------------------------------- */
+
+/* Reads the fingerprint result of one side into count and xor (text); false on an error. */
+static bool
+parity_keys_result(PGconn *conn, ParitySide side, const ParityTable *table, int64_t *count, char *xor,
+				   size_t xorlen, ParityError *error)
+{
+	PGresult *res = parity_get_result(conn);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+
+	if (!ok)
+		parity_query_failed(error, side, res, conn, "fingerprint the touched rows", table->display);
+	else
+	{
+		*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		snprintf(xor, xorlen, "%s", PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	return ok;
+}
+
+bool
+parity_compare_by_keys(ParityTable **tables, char ***keys, int ntables, ParityPair *pairs, int npairs,
+					   uint64_t lsn, ParityError *error)
+{
+	char **sql = calloc((size_t) (ntables > 0 ? ntables : 1), sizeof(char *));
+	bool ok = sql != NULL;
+
+	for (int i = 0; ok && i < ntables; i++)
+		ok = (sql[i] = parity_keys_fingerprint_sql(tables[i])) != NULL;
+	if (!ok)
+		parity_out_of_memory(error);
+	/* a table per pair at a time, source and target at once: round trips are the fence's pause */
+	for (int first = 0; ok && first < ntables; first += npairs)
+	{
+		int n = ntables - first < npairs ? ntables - first : npairs;
+		int sent = 0;
+
+		for (; sent < n; sent++)
+		{
+			ParityTable *table = tables[first + sent];
+			const char *const *params = (const char *const *) keys[first + sent];
+
+			if (!parity_send(pairs[sent].source, PARITY_SIDE_SOURCE, sql[first + sent], table->nkeys, params,
+							 table, error))
+			{
+				ok = false;
+				break;
+			}
+			if (!parity_send(pairs[sent].target, PARITY_SIDE_TARGET, sql[first + sent], table->nkeys, params,
+							 table, error))
+			{
+				ok = false;
+				parity_drain(pairs[sent].source);
+				break;
+			}
+		}
+		for (int j = 0; j < sent; j++)
+		{
+			ParityTable *table = tables[first + j];
+			ParityTableResult *r = &table->result;
+			char xor_source[32] = "";
+			char xor_target[32] = "";
+			bool read;
+
+			read = parity_keys_result(pairs[j].source, PARITY_SIDE_SOURCE, table, &r->rows_source, xor_source,
+									  sizeof(xor_source), error);
+			read = parity_keys_result(pairs[j].target, PARITY_SIDE_TARGET, table, &r->rows_target, xor_target,
+									  sizeof(xor_target), error) && read;
+			ok = ok && read;
+			r->by_keys = true;
+			r->lsn = lsn;
+			r->leaves_done = 1;
+			r->leaves_differing = read && (r->rows_source != r->rows_target || strcmp(xor_source, xor_target) != 0);
+		}
+	}
+	for (int i = 0; sql != NULL && i < ntables; i++)
+		free(sql[i]);
+	free(sql);
+	parity_explain_failure(ok ? NULL : error);
 	return ok;
 }

@@ -37,6 +37,8 @@ typedef struct TouchedTable
 	Lsn lost;                  /* the last transaction that lost it (PENDING: open); 0: never */
 	Lsn pruned;                /* stamps at or before it are gone */
 	Lsn prune_request;         /* asked by a reader, done by the apply thread at a commit */
+	bool in_txn;               /* on the dirty list: keys added by the open transaction */
+	size_t txn_first;          /* the first entry the open transaction added (all after it are new) */
 } TouchedTable;
 
 typedef struct TouchedPending
@@ -57,9 +59,12 @@ struct TouchedKeys
 	size_t total;
 	bool lost_pending;         /* some table's lost stamp waits for the commit */
 	bool prune_pending;        /* some table has a prune request */
-	TouchedPending *pending;
+	TouchedPending *pending;   /* older entries the open transaction touched again */
 	size_t npending;
 	size_t pending_cap;
+	TouchedTable **dirty;      /* tables the open transaction added entries to */
+	size_t ndirty;
+	size_t dirty_cap;
 	char *keybuf;
 	size_t keybuf_cap;
 };
@@ -162,6 +167,7 @@ touched_free(TouchedKeys *touched)
 		touched_table_free(touched->tables[i]);
 	free(touched->tables);
 	free(touched->pending);
+	free(touched->dirty);
 	free(touched->keybuf);
 	pthread_mutex_destroy(&touched->mutex);
 	free(touched);
@@ -238,6 +244,7 @@ touched_table_lose(TouchedKeys *touched, TouchedTable *table)
 {
 	touched->total -= table->nentries;
 	touched_table_clear(table);
+	table->txn_first = 0;
 	table->lost = TOUCHED_PENDING;
 	touched->lost_pending = true;
 }
@@ -371,6 +378,9 @@ touched_add_locked(TouchedKeys *touched, TouchedTable *table, int ncols, const c
 	size_t found;
 	TouchedEntry *entry;
 
+	/* lost in this very transaction: a baseline that can use the table lies after it */
+	if (table->lost == TOUCHED_PENDING)
+		return true;
 	if (table->ncols != 0 && !touched_same_columns(table, ncols, columns))
 	{
 		/* the key changed: old keys mean nothing now */
@@ -403,6 +413,14 @@ touched_add_locked(TouchedKeys *touched, TouchedTable *table, int ncols, const c
 		if (largest == table)
 			return true;
 	}
+	if (!table->in_txn)
+	{
+		if (!touched_grow((void **) &touched->dirty, &touched->dirty_cap, touched->ndirty + 1, sizeof(TouchedTable *)))
+			return false;
+		touched->dirty[touched->ndirty++] = table;
+		table->in_txn = true;
+		table->txn_first = table->nentries;
+	}
 	if (len > UINT32_MAX - table->arena_used ||
 		!touched_grow((void **) &table->arena, &table->arena_cap, table->arena_used + len, 1) ||
 		!touched_grow((void **) &table->entries, &table->entries_cap, table->nentries + 1, sizeof(TouchedEntry)))
@@ -427,7 +445,7 @@ touched_add_locked(TouchedKeys *touched, TouchedTable *table, int ncols, const c
 	}
 	table->nentries++;
 	touched->total++;
-	return touched_push_pending(touched, table, table->nentries - 1);
+	return true;
 }
 
 void
@@ -521,6 +539,16 @@ touched_commit(TouchedKeys *touched, Lsn end_lsn)
 			p->table->entries[p->entry].stamp = end_lsn;
 	}
 	touched->npending = 0;
+	for (size_t i = 0; i < touched->ndirty; i++)
+	{
+		TouchedTable *table = touched->dirty[i];
+
+		for (size_t e = table->txn_first; e < table->nentries; e++)
+			if (table->entries[e].stamp == TOUCHED_PENDING)
+				table->entries[e].stamp = end_lsn;
+		table->in_txn = false;
+	}
+	touched->ndirty = 0;
 	for (size_t i = 0; (touched->lost_pending || touched->prune_pending) && i < touched->tables_cap; i++)
 	{
 		TouchedTable *table = touched->tables[i];

@@ -32,6 +32,7 @@
 #include "switchyard/lsn.h"
 #include "switchyard/parity.h"
 #include "switchyard/state.h"
+#include "switchyard/touched.h"
 
 #define VERIFY_CONTROL_TIMEOUT_MS 10000
 /* how long the applier may take to reach L (it may have a backlog to apply first) */
@@ -1045,6 +1046,12 @@ verify_json_table(const VerifyContext *ctx, const ParityTable *table, bool with_
 	json_object_object_add(object, "compared_as", json_object_new_string(table->keyless ? "multiset" : "key"));
 	json_object_object_add(object, "key", key);
 	json_object_object_add(object, "lsn", verify_json_lsn(r->lsn));
+	json_object_object_add(object, "rows_by", json_object_new_string(r->by_keys ? "touched keys" : "all rows"));
+	if (r->by_keys)
+	{
+		json_object_object_add(object, "touched_keys", json_object_new_int64(r->touched_keys));
+		json_object_object_add(object, "baseline_lsn", verify_json_lsn(r->baseline_lsn));
+	}
 	json_object_object_add(object, "rows_source", json_object_new_int64(r->rows_source));
 	json_object_object_add(object, "rows_target", json_object_new_int64(r->rows_target));
 	json_object_object_add(object, "leaves", json_object_new_int(table->comparable ? table->nleaves : 0));
@@ -1277,6 +1284,8 @@ verify_update_latest(const VerifyContext *ctx, const char *dir)
 
 		if (entry == NULL)
 			goto cleanup;
+		json_object_object_add(entry, "schema", json_object_new_string(table->schema));
+		json_object_object_add(entry, "name", json_object_new_string(table->name));
 		json_object_object_add(entry, "verified_at", json_object_new_string(when));
 		json_object_object_add(entry, "lsn", verify_json_lsn(r->lsn));
 		json_object_object_add(entry, "common_point", json_object_new_boolean(ctx->barrier || ctx->fenced));
@@ -1721,6 +1730,248 @@ cleanup:
 	return rc;
 }
 
+/* ---- the cutover's final parity by touched keys ----------------------------------------- */
+
+void
+verify_baselines_free(VerifyBaseline *baselines, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		free(baselines[i].display);
+		free(baselines[i].schema);
+		free(baselines[i].name);
+	}
+	free(baselines);
+}
+
+static bool
+verify_json_bool(json_object *entry, const char *key)
+{
+	json_object *value;
+
+	return json_object_object_get_ex(entry, key, &value) && json_object_get_boolean(value);
+}
+
+static const char *
+verify_json_text(json_object *entry, const char *key)
+{
+	json_object *value;
+
+	return json_object_object_get_ex(entry, key, &value) && json_object_is_type(value, json_type_string)
+		? json_object_get_string(value) : NULL;
+}
+
+bool
+verify_read_baselines(const char *state_dir, VerifyBaseline **out, int *n)
+{
+	char path[PATH_MAX];
+	json_object *root = NULL;
+	json_object *tables;
+	VerifyBaseline *list = NULL;
+	int count = 0;
+	bool ok = false;
+
+	*out = NULL;
+	*n = 0;
+	if ((size_t) snprintf(path, sizeof(path), "%s/parity/latest.json", state_dir) >= sizeof(path))
+		return false;
+	if (access(path, F_OK) != 0)
+		return true;
+	root = json_object_from_file(path);
+	if (root == NULL || !json_object_object_get_ex(root, "tables", &tables) ||
+		!json_object_is_type(tables, json_type_object))
+		goto cleanup;
+	list = calloc(json_object_object_length(tables) + 1, sizeof(*list));
+	if (list == NULL)
+		goto cleanup;
+	json_object_object_foreach(tables, display, entry)
+	{
+		const char *schema = verify_json_text(entry, "schema");
+		const char *name = verify_json_text(entry, "name");
+		const char *lsn_text = verify_json_text(entry, "lsn");
+		json_object *issues;
+		Lsn lsn;
+
+		/* equal at a common point, with nothing about its schema to say: all else is no baseline */
+		if (schema == NULL || name == NULL || lsn_text == NULL || !lsn_parse(lsn_text, &lsn) || lsn == 0 ||
+			!verify_json_bool(entry, "common_point") || !verify_json_bool(entry, "equal") ||
+			!json_object_object_get_ex(entry, "schema_issues", &issues) || json_object_get_int(issues) != 0)
+			continue;
+		list[count].display = strdup(display);
+		list[count].schema = strdup(schema);
+		list[count].name = strdup(name);
+		list[count].lsn = lsn;
+		count++;
+		if (list[count - 1].display == NULL || list[count - 1].schema == NULL || list[count - 1].name == NULL)
+			goto cleanup;
+	}
+	ok = true;
+
+cleanup:
+	json_object_put(root);
+	if (!ok)
+	{
+		verify_baselines_free(list, count);
+		return false;
+	}
+	*out = list;
+	*n = count;
+	return true;
+}
+
+static const VerifyBaseline *
+verify_find_baseline(const VerifyBaseline *baselines, int n, const char *display)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(baselines[i].display, display) == 0)
+			return &baselines[i];
+	return NULL;
+}
+
+/*
+ * How one table is compared inside the fence. NULL: by the touched keys, *keys the text[]
+ * literals in key order (NULL when no key was touched: nothing to compare); else the reason
+ * it is compared in full.
+ */
+static const char *
+verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseline *baselines, int nbaselines,
+					char ***keys)
+{
+	const VerifyBaseline *baseline;
+	TouchedDelta delta;
+	TouchedVerdict verdict;
+	const char *why = NULL;
+
+	*keys = NULL;
+	if (!table->comparable || table->keyless)
+		return table->keyless ? "it has no key" : "it cannot be compared by key";
+	baseline = verify_find_baseline(baselines, nbaselines, table->display);
+	if (baseline == NULL)
+		return "no clean verify at a common point is on record for it";
+	verdict = touched_delta(touched, table->schema, table->name, baseline->lsn, &delta);
+	if (verdict != TOUCHED_KNOWN)
+		return touched_verdict_text(verdict);
+	table->result.by_keys = true;
+	table->result.baseline_lsn = baseline->lsn;
+	table->result.touched_keys = (int64_t) delta.nkeys;
+	if (delta.nkeys == 0)
+		goto done;
+	if (delta.ncols != table->nkeys)
+		why = "the stream's key is not the key verify compares by";
+	else if ((*keys = calloc((size_t) table->nkeys, sizeof(char *))) == NULL)
+		why = "out of memory";
+	for (int k = 0; why == NULL && k < table->nkeys; k++)
+	{
+		const char *column = table->columns[table->key[k]].name;
+
+		for (int c = 0; c < delta.ncols && (*keys)[k] == NULL; c++)
+			if (strcmp(delta.columns[c], column) == 0)
+			{
+				(*keys)[k] = delta.arrays[c];
+				delta.arrays[c] = NULL;
+			}
+		if ((*keys)[k] == NULL)
+			why = "the stream's key is not the key verify compares by";
+	}
+
+done:
+	touched_delta_free(&delta);
+	if (why != NULL)
+	{
+		for (int k = 0; *keys != NULL && k < table->nkeys; k++)
+			free((*keys)[k]);
+		free(*keys);
+		*keys = NULL;
+		parity_table_reset_result(table);
+	}
+	return why;
+}
+
+/*
+ * The cutover's final parity: each table whose last clean verify is on record and whose
+ * touched keys since are known is compared on those rows only; the others, and any whose
+ * touched rows differ (to name the rows), are compared in full.
+ */
+static bool
+verify_compare_touched(VerifyContext *ctx, TouchedKeys *touched)
+{
+	struct timespec started;
+	VerifyBaseline *baselines = NULL;
+	int nbaselines = 0;
+	ParityTable **by_keys = calloc((size_t) ctx->ntables + 1, sizeof(ParityTable *));
+	ParityTable **full = calloc((size_t) ctx->ntables + 1, sizeof(ParityTable *));
+	char ***keys = calloc((size_t) ctx->ntables + 1, sizeof(char **));
+	int nkeyed = 0;
+	int nfull = 0;
+	Lsn lsn = 0;
+	uint64_t read0, written0, read1, written1;
+	bool ok = false;
+
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	parity_traffic(&read0, &written0);
+	if (by_keys == NULL || full == NULL || keys == NULL)
+	{
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
+		goto cleanup;
+	}
+	if (!verify_cut_open_fenced(ctx, &lsn))
+		goto cleanup;
+	if (!verify_read_baselines(ctx->options->state_dir, &baselines, &nbaselines))
+		log_warning("could not read the last verify results (%s/parity/latest.json): every table is "
+					"compared in full", ctx->options->state_dir);
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		ParityTable *table = ctx->tables[i];
+		const char *why = verify_touched_plan(table, touched, baselines, nbaselines, &keys[nkeyed]);
+
+		if (why != NULL)
+		{
+			log_info("final parity compares %s in full: %s", table->display, why);
+			full[nfull++] = table;
+		}
+		else if (keys[nkeyed] != NULL)
+			by_keys[nkeyed++] = table;
+		else
+		{
+			/* nothing touched since it was proven equal */
+			table->result.lsn = lsn;
+			table->result.leaves_done = 1;
+		}
+	}
+	if (nkeyed > 0 && !parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+		goto cleanup;
+	for (int i = 0; i < nkeyed; i++)
+		if (by_keys[i]->result.leaves_differing > 0)
+		{
+			log_warning("the rows of %s touched since its last verify differ: comparing it in full to name them",
+						by_keys[i]->display);
+			parity_table_reset_result(by_keys[i]);
+			full[nfull++] = by_keys[i];
+		}
+	if (nfull > 0 && !parity_compare(full, nfull, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+		goto cleanup;
+	ok = true;
+
+cleanup:
+	if (!verify_cut_close(ctx))
+		ok = false;
+	parity_traffic(&read1, &written1);
+	ctx->bytes_received = read1 - read0;
+	ctx->bytes_sent = written1 - written0;
+	ctx->compare_seconds += verify_seconds_since(&started);
+	for (int i = 0; keys != NULL && i < nkeyed; i++)
+	{
+		for (int k = 0; k < by_keys[i]->nkeys; k++)
+			free(keys[i][k]);
+		free(keys[i]);
+	}
+	free(keys);
+	free(by_keys);
+	free(full);
+	verify_baselines_free(baselines, nbaselines);
+	return ok;
+}
+
 struct VerifyPrepared
 {
 	VerifyContext ctx;
@@ -1793,17 +2044,19 @@ failed:
 }
 
 bool
-verify_run_prepared(VerifyPrepared *prepared, bool *clean, uint64_t *rows, char *why, size_t whylen)
+verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
+					size_t whylen)
 {
 	VerifyContext *ctx = &prepared->ctx;
 	VerifyTotals totals;
+	int nkeyed = 0;
 
 	*clean = false;
 	*rows = 0;
 	if (whylen > 0)
 		why[0] = '\0';
 	ctx->started_unix_us = verify_unix_us();
-	if (!verify_compare_all(ctx))
+	if (touched != NULL ? !verify_compare_touched(ctx, touched) : !verify_compare_all(ctx))
 	{
 		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the comparison failed");
 		return false;
@@ -1818,8 +2071,11 @@ verify_run_prepared(VerifyPrepared *prepared, bool *clean, uint64_t *rows, char 
 				 " changed, %d schema issues)%s%s", totals.tables_differing, ctx->ntables, totals.missing,
 				 totals.extra, totals.changed, totals.schema_issues, ctx->report_path[0] ? "; report " : "",
 				 ctx->report_path);
-	log_info("final parity: %s, %" PRId64 " rows in %d tables in %.3f s", *clean ? "equal" : "DIFFERENT",
-			 totals.rows, ctx->ntables, ctx->compare_seconds);
+	for (int i = 0; i < ctx->ntables; i++)
+		nkeyed += ctx->tables[i]->result.by_keys;
+	log_info("final parity: %s, %" PRId64 " rows in %d tables (%d by the keys touched since their last "
+			 "verify, %d in full) in %.3f s", *clean ? "equal" : "DIFFERENT", totals.rows, ctx->ntables, nkeyed,
+			 ctx->ntables - nkeyed, ctx->compare_seconds);
 	return true;
 }
 
@@ -1834,7 +2090,7 @@ verify_compare_now(const CliOptions *options, const char *publication_name, bool
 	*rows = 0;
 	if (!verify_prepare_now(options, publication_name, &prepared, why, whylen))
 		return false;
-	ok = verify_run_prepared(prepared, clean, rows, why, whylen);
+	ok = verify_run_prepared(prepared, NULL, clean, rows, why, whylen);
 	verify_prepared_free(prepared);
 	return ok;
 }

@@ -14,6 +14,7 @@
 
 #include "switchyard/lsn.h"
 #include "switchyard/spool.h"
+#include "switchyard/touched.h"
 
 typedef struct ApplyOptions
 {
@@ -23,6 +24,7 @@ typedef struct ApplyOptions
 	Lsn endpos;                    /* 0: none; else apply every transaction with end_lsn <= endpos, then stop */
 	int batch_transactions;        /* source transactions per target transaction; 0 = 25 */
 	int max_retry_seconds;         /* backoff cap after a target error; 0 = 30 */
+	TouchedKeys *touched;          /* keys written, for the cutover's final parity; NULL: none */
 } ApplyOptions;
 
 typedef struct ApplyStats

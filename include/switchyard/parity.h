@@ -112,6 +112,10 @@ typedef struct ParityTableResult
 	struct timespec started;
 	bool started_set;
 	uint64_t lsn;              /* the common point it was compared at */
+	/* compared by the keys the stream touched since a clean verify at baseline_lsn */
+	bool by_keys;
+	int64_t touched_keys;
+	uint64_t baseline_lsn;
 } ParityTableResult;
 
 typedef struct ParityTable
@@ -190,6 +194,11 @@ char *parity_row_hash_sql(const ParityTable *table);
 char *parity_range_sql(const ParityTable *table, bool lower, bool upper, int first_param);
 /* The leaf fingerprint: count(*), bit_xor of the row hash (keyless: plus a sum). Caller frees. */
 char *parity_fingerprint_sql(const ParityTable *table, bool lower, bool upper);
+/*
+ * The fingerprint of just the rows whose keys are given: $1..$nkeys are text[] arrays of
+ * the key columns' values (in key order, text form), one element per row. Caller frees.
+ */
+char *parity_keys_fingerprint_sql(const ParityTable *table);
 /* The drill-down stream: key columns (text), row hash, ordered for the merge. Caller frees. */
 char *parity_stream_sql(const ParityTable *table, bool lower, bool upper);
 /* One row by key: every column as text. Caller frees. */
@@ -271,5 +280,14 @@ const char *parity_diff_kind_name(ParityDiffKind kind);
 
 /* Protocol bytes received and sent by the comparison so far (all threads, whole process). */
 void parity_traffic(uint64_t *received, uint64_t *sent);
+
+/*
+ * Compares just the rows of the given keys (keys[i]: table i's nkeys text[] literals, in key
+ * order), one table per pair at a time, source and target at once. Each table's result gets
+ * the row counts, by_keys and lsn; leaves_differing 1 when the fingerprints differ (then the
+ * caller compares that table in full to name the rows). Stops at the first server error.
+ */
+bool parity_compare_by_keys(ParityTable **tables, char ***keys, int ntables, ParityPair *pairs, int npairs,
+							uint64_t lsn, ParityError *error) __attribute__((warn_unused_result));
 
 #endif

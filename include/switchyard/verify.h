@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include "switchyard/cli.h"
+#include "switchyard/lsn.h"
+#include "switchyard/touched.h"
 
 /* Runs the command; returns the exit status (exitcode.h): EXIT_OK when equal (or repaired). */
 int verify_run(const CliOptions *options);
@@ -35,8 +37,25 @@ bool verify_compare_now(const CliOptions *options, const char *publication_name,
 typedef struct VerifyPrepared VerifyPrepared;
 bool verify_prepare_now(const CliOptions *options, const char *publication_name, VerifyPrepared **out,
 						char *why, size_t whylen) __attribute__((warn_unused_result));
-bool verify_run_prepared(VerifyPrepared *prepared, bool *clean, uint64_t *rows, char *why, size_t whylen)
-	__attribute__((warn_unused_result));
+/*
+ * touched: the agent's touched keys; each table whose last clean verify (latest.json) is known
+ * and whose touched keys since are known is compared on those rows only. NULL: all rows.
+ */
+bool verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
+						 size_t whylen) __attribute__((warn_unused_result));
 void verify_prepared_free(VerifyPrepared *prepared);
+
+/* A table's last clean verify at a common point, from <state-dir>/parity/latest.json. */
+typedef struct VerifyBaseline
+{
+	char *display;
+	char *schema;
+	char *name;
+	Lsn lsn;
+} VerifyBaseline;
+
+/* The baselines on record (none when there is no latest.json); false when it cannot be read. */
+bool verify_read_baselines(const char *state_dir, VerifyBaseline **out, int *n) __attribute__((warn_unused_result));
+void verify_baselines_free(VerifyBaseline *baselines, int n);
 
 #endif

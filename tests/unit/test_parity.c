@@ -275,6 +275,22 @@ test_composite_keys_are_row_comparisons(void **state)
 }
 
 static void
+test_keys_fingerprint_sql_reads_text_arrays_in_key_order(void **state)
+{
+	ParityTable *table = composite_table();
+	char *sql = parity_keys_fingerprint_sql(table);
+
+	/* the touched rows only: one text[] per key column, cast back by each column's type */
+	assert_string_equal(sql,
+						"SELECT count(*), coalesce(bit_xor(hash_record_extended(ROW(\"inquiry_id\", "
+						"\"agent name\", \"role\"), 0)), 0) FROM ONLY \"public\".\"assignments\" "
+						"WHERE (\"inquiry_id\", \"agent name\") IN (SELECT k.c1::bigint, k.c2::text "
+						"FROM unnest($1::text[], $2::text[]) AS k(c1, c2))");
+	free(sql);
+	parity_table_free(table);
+}
+
+static void
 test_stream_sql_orders_keys_the_way_the_merge_compares(void **state)
 {
 	ParityTable *table = composite_table();
@@ -541,6 +557,7 @@ main(void)
 		cmocka_unit_test(test_integer_keys_merge_numerically_others_by_text),
 		cmocka_unit_test(test_fingerprint_sql_casts_columns_and_quotes_names),
 		cmocka_unit_test(test_composite_keys_are_row_comparisons),
+		cmocka_unit_test(test_keys_fingerprint_sql_reads_text_arrays_in_key_order),
 		cmocka_unit_test(test_stream_sql_orders_keys_the_way_the_merge_compares),
 		cmocka_unit_test(test_keyless_tables_are_multisets),
 		cmocka_unit_test(test_row_sql_reads_one_row_by_key),
