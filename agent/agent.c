@@ -1409,6 +1409,12 @@ agent_run(const CliOptions *options)
 		if (recovery == CUTOVER_RECOVERY_COMPLETED)
 		{
 			/* the application writes to the target now: nothing more to stream */
+			if (agent.state != NULL)
+			{
+				agent_set_phase(&agent, "done");
+				if (!agent_save_state(&agent))
+					log_warning("could not save the agent state");
+			}
 			log_hint("run switchyard cleanup to drop the slot, publication and origin");
 			code = EXIT_OK;
 			goto cleanup;

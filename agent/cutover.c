@@ -66,6 +66,7 @@ struct Cutover
 	bool ini_rewritten;
 	bool guard_lifted;
 	bool roles_read_only;       /* the roles' settings are (maybe) changed: restore them */
+	bool foreign_record;        /* cutover.json is an earlier cutover's: leave it alone */
 	char read_only_since[64];   /* the source's clock just before they were changed */
 	char ini_backup[1024];
 	double fence_started_ms;
@@ -642,6 +643,19 @@ cutover_preflight(Cutover *cutover)
 	char pb_host[256], pb_port[32], pb_db[256];
 	double started = cutover_now_ms();
 
+	{
+		char path[1024];
+
+		/* an earlier rollback left something undone: a new record would forget it */
+		snprintf(path, sizeof(path), "%s/%s", cutover->state_dir, CUTOVER_FILE);
+		if (!cutover->options.dry_run && access(path, F_OK) == 0)
+		{
+			cutover->foreign_record = true;
+			cutover_fail(cutover, "an earlier cutover was not fully rolled back (\"%s\"): restart the agent to "
+						 "finish that first", path);
+			return false;
+		}
+	}
 	cutover_enter(cutover, CUTOVER_PREFLIGHT);
 	if (cutover_forced(cutover, CUTOVER_PREFLIGHT))
 		return false;
@@ -1268,7 +1282,7 @@ cutover_main(void *arg)
 	if (!ok && cutover->options.dry_run)
 		final = CUTOVER_ABORTED;
 	cutover_write_report(cutover, ok);
-	if (!cutover->options.dry_run)
+	if (!cutover->options.dry_run && !cutover->foreign_record)
 	{
 		cutover_persist(cutover, final);
 		if (!ok && rolled_back)
@@ -1534,6 +1548,7 @@ cutover_recover_rollback(const char *state_dir, const char *source_conninfo, jso
 {
 	bool paused = cutover_json_bool(root, "paused");
 	bool rewritten = cutover_json_bool(root, "ini_rewritten");
+	bool ini_ok = true;
 	bool ok = true;
 
 	if (rewritten)
@@ -1547,7 +1562,7 @@ cutover_recover_rollback(const char *state_dir, const char *source_conninfo, jso
 			log_error("could not restore PgBouncer's configuration \"%s\" from \"%s\"", ini != NULL ? ini : "?",
 					  backup != NULL ? backup : "(no backup)");
 			log_hint("restore it by hand, RELOAD and RESUME PgBouncer");
-			ok = false;
+			ini_ok = ok = false;
 		}
 		else
 			log_info("restored PgBouncer's configuration \"%s\" from \"%s\"", ini, backup);
@@ -1556,7 +1571,7 @@ cutover_recover_rollback(const char *state_dir, const char *source_conninfo, jso
 	if (!cutover_recover_guard(state_dir))
 		ok = false;
 	/* only once the file is back: RESUME must not send the clients to the target */
-	if (ok && (paused || rewritten))
+	if (ini_ok && (paused || rewritten))
 	{
 		if (cutover_recover_bouncer(root, rewritten))
 			log_info("PgBouncer database \"%s\" resumed on the source", cutover_json_string(root, "pgbouncer_db"));

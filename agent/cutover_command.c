@@ -110,8 +110,14 @@ cutover_print_report(const CliOptions *options)
 			if (json_object_object_get_ex(step, "ms", &value))
 				printf("  %-14s %8.1f ms\n", cutover_member_string(step, "step"), json_object_get_double(value));
 		}
-	if (strcmp(cutover_member_string(report, "outcome"), "switched") == 0 &&
-		json_object_object_get_ex(report, "reason", &value) && json_object_is_type(value, json_type_string))
+	/* the rest only matters once switched: an abort gave everything back */
+	if (strcmp(cutover_member_string(report, "outcome"), "switched") != 0)
+	{
+		printf("  report         %s\n", path);
+		json_object_put(report);
+		return;
+	}
+	if (json_object_object_get_ex(report, "reason", &value) && json_object_is_type(value, json_type_string))
 		printf("  note           %s\n", json_object_get_string(value));
 	if (json_object_object_get_ex(report, "read_only_roles", &steps) && json_object_is_type(steps, json_type_array))
 	{

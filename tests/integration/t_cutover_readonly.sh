@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 300
 
-plan 31
+plan 32
 
 app_setup() {
 	local s
@@ -102,6 +102,15 @@ cout=$(cutover --app-roles postgres 2>&1); crc=$?
 ok "the agent's own role is refused (exit 6)" eval \
 	'[ "$crc" = 6 ] && [[ $cout == *"role \"postgres\" is the one the agent connects"* ]]' || diag "$cout"
 ok "... and nothing changed on the source" eval 'settings_restored && app_writes_source refused'
+
+# An unresolved record of an earlier cutover (a rollback that could not finish) is not
+# overwritten: a new cutover refuses until a restart of the agent has resolved it.
+printf '{ "step": "aborted", "fence": "read-only", "switched": false }\n' >"$AGENT_STATE/cutover.json"
+cout=$(cutover --app-roles chatapp,chatworker 2>&1); crc=$?
+ok "an unresolved cutover record is refused (exit 6) and kept as it was" eval \
+	'[ "$crc" = 6 ] && [[ $cout == *"not fully rolled back"* ]] &&
+	 grep -q "\"step\": \"aborted\", \"fence\"" "$AGENT_STATE/cutover.json" && settings_restored' || diag "$cout"
+rm -f "$AGENT_STATE/cutover.json"
 
 # A failure forced at each step rolls the roles back exactly.
 rolled=0
