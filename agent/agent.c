@@ -795,6 +795,8 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 {
 	CutoverOptions options = {0};
 	CutoverStatus status;
+	char **app_roles = NULL;
+	bool started;
 
 	if (agent->cutover != NULL)
 	{
@@ -826,6 +828,23 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.pgbouncer_ini = request->pgbouncer_ini;
 	options.dry_run = request->dry_run;
 	options.manual_fence = request->manual_fence;
+	options.read_only_fence = request->read_only_fence;
+	options.stall_at = request->stall_at;
+	if (request->read_only_fence && request->n_app_roles == 0)
+	{
+		response->message = strdup("the read-only fence needs the application roles (--app-roles)");
+		return;
+	}
+	/* NULL-terminated, as the cutover takes lists; it keeps its own copy */
+	app_roles = calloc(request->n_app_roles + 1, sizeof(char *));
+	if (app_roles == NULL)
+	{
+		response->message = strdup("out of memory");
+		return;
+	}
+	for (size_t i = 0; i < request->n_app_roles; i++)
+		app_roles[i] = request->app_roles[i];
+	options.app_roles = app_roles;
 	options.max_pause_ms = (int) request->max_pause_ms;
 	options.max_lag_bytes = request->max_lag_bytes;
 	options.fail_at = request->fail_at;
@@ -836,7 +855,9 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.final_parity.run = agent_parity_run;
 	options.final_parity.free = agent_parity_free;
 	options.final_parity.arg = agent;
-	if (!cutover_start(&options, &agent->cutover))
+	started = cutover_start(&options, &agent->cutover);
+	free(app_roles);
+	if (!started)
 	{
 		response->message = strdup("could not start the cutover");
 		return;
@@ -1441,12 +1462,31 @@ agent_run(const CliOptions *options)
 	if (!state_load(options->state_dir, &agent.state))
 		goto cleanup;
 	{
-		bool switched = false;
+		CutoverRecovery recovery;
 
-		/* an interrupted cutover is rolled back before anything else happens */
-		if (!cutover_recover(options->state_dir, &switched))
+		/*
+		 * An interrupted cutover is resolved before anything else happens, the guard included:
+		 * rolled back before its switch, completed after it.
+		 */
+		if (!cutover_recover(options->state_dir, options->source, &recovery))
+		{
+			code = EXIT_CUTOVER;
 			goto cleanup;
-		if (switched)
+		}
+		if (recovery == CUTOVER_RECOVERY_COMPLETED)
+		{
+			/* the application writes to the target now: nothing more to stream */
+			if (agent.state != NULL)
+			{
+				agent_set_phase(&agent, "done");
+				if (!agent_save_state(&agent))
+					log_warning("could not save the agent state");
+			}
+			log_hint("run switchyard cleanup to drop the slot, publication and origin");
+			code = EXIT_OK;
+			goto cleanup;
+		}
+		if (recovery == CUTOVER_RECOVERY_SWITCHED)
 		{
 			log_error("this migration was cut over: the application uses the target now");
 			log_hint("run switchyard cleanup to drop the slot, publication and origin");

@@ -95,7 +95,7 @@ static const CliOptionSpec option_specs[] = {
 	{"endpos", OPT_ENDPOS, true, FOR_RUN, true},
 	{"http", OPT_HTTP, true, FOR_RUN, true},
 	{"http-token", OPT_HTTP_TOKEN, true, FOR_RUN, true},
-	{"app-roles", OPT_APP_ROLES, true, FOR_RUN, true},
+	{"app-roles", OPT_APP_ROLES, true, FOR_RUN | FOR_CUTOVER, true},
 	{"guard", OPT_GUARD, true, FOR_RUN, true},
 	{"jobs", OPT_JOBS, true, FOR_RUN | FOR_VERIFY, true},
 	{"spool-max", OPT_SPOOL_MAX, true, FOR_RUN, true},
@@ -595,12 +595,17 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 		case OPT_PGBOUNCER_INI:
 			return replace_string(&options->pgbouncer_ini, value);
 		case OPT_FENCE:
-			if (strcmp(value, "pgbouncer") != 0 && strcmp(value, "manual") != 0)
+			if (strcmp(value, "pgbouncer") == 0)
+				options->fence = CLI_FENCE_PGBOUNCER;
+			else if (strcmp(value, "manual") == 0)
+				options->fence = CLI_FENCE_MANUAL;
+			else if (strcmp(value, "read-only") == 0)
+				options->fence = CLI_FENCE_READ_ONLY;
+			else
 			{
-				value_error(parse, spec, value, "expected pgbouncer or manual");
+				value_error(parse, spec, value, "expected pgbouncer, read-only or manual");
 				return false;
 			}
-			options->manual_fence = strcmp(value, "manual") == 0;
 			return true;
 		case OPT_MAX_PAUSE:
 			if (!parse_int(value, 1, 600000, &number))
@@ -759,15 +764,23 @@ check_required(const CliOptions *options)
 			usage_error("--pgbouncer, --pgbouncer-db and --pgbouncer-ini must be given together");
 			return false;
 		}
-		if (pgbouncer_given == 0 && !options->manual_fence && !options->dry_run)
+		if (pgbouncer_given == 0 && options->fence == CLI_FENCE_PGBOUNCER && !options->dry_run)
 		{
 			usage_error("cutover needs a way to stop the writes: --pgbouncer, --pgbouncer-db and "
-						"--pgbouncer-ini, or --fence manual");
+						"--pgbouncer-ini, or --fence read-only, or --fence manual");
 			return false;
 		}
-		if (pgbouncer_given != 0 && options->manual_fence)
+		if (pgbouncer_given != 0 && options->fence != CLI_FENCE_PGBOUNCER)
 		{
-			usage_error("--fence manual and --pgbouncer exclude each other");
+			usage_error("--fence %s and --pgbouncer exclude each other",
+						options->fence == CLI_FENCE_MANUAL ? "manual" : "read-only");
+			return false;
+		}
+		/* the roles whose sessions the fence makes read-only: nothing to guess */
+		if (options->fence == CLI_FENCE_READ_ONLY && (options->app_roles == NULL || options->app_roles[0] == NULL))
+		{
+			usage_error("--fence read-only needs --app-roles ROLE: the application roles to make read-only "
+						"on the source");
 			return false;
 		}
 	}
@@ -1097,17 +1110,27 @@ print_command_help(CliCommand command)
 				   "sequences readable, PgBouncer pointing at the source), then PAUSE writes,\n"
 				   "drain the stream, set sequences, final parity, give the application roles\n"
 				   "CONNECT on the target, repoint PgBouncer (file and RELOAD) and RESUME.\n"
-				   "Any failure before the switch rolls back: the source keeps serving.\n"
+				   "Any failure before the switch rolls back: the source keeps serving. If the\n"
+				   "agent dies mid-cutover, its next start rolls back (before the switch) or\n"
+				   "completes it (PgBouncer already repointed): see <state-dir>/cutover.json.\n"
 				   "\n"
 				   "Usage:\n"
 				   "  switchyard cutover --pgbouncer CONNINFO --pgbouncer-db NAME --pgbouncer-ini FILE\n"
 				   "                     [--dry-run] [--yes] [OPTION]...\n"
+				   "  switchyard cutover --fence read-only --app-roles ROLE... [--yes] [OPTION]...\n"
 				   "  switchyard cutover --fence manual [--yes] [OPTION]...\n"
 				   "\n"
 				   "Options:\n"
 				   "  --pgbouncer CONNINFO  PgBouncer's admin console (dbname=pgbouncer, an admin user)\n"
 				   "  --pgbouncer-db NAME   the PgBouncer database entry to repoint\n"
 				   "  --pgbouncer-ini FILE  the PgBouncer configuration file holding that entry\n"
+				   "  --fence read-only     no PgBouncer: the --app-roles get\n"
+				   "                        default_transaction_read_only = on on the source and their\n"
+				   "                        sessions there are ended; a rollback restores the roles'\n"
+				   "                        settings exactly. After success they stay read-only and\n"
+				   "                        you point the application at the target yourself\n"
+				   "  --app-roles ROLE      with --fence read-only: the application roles (repeatable\n"
+				   "                        or comma-separated; not the role the agent connects as)\n"
 				   "  --fence manual        no PgBouncer: you stop the application's writes yourself\n"
 				   "                        and confirm at the prompt\n"
 				   "  --max-pause MS        roll back if the write pause grows past MS (default 5000)\n"

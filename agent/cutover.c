@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "switchyard/conninfo.h"
+#include "switchyard/fence.h"
 #include "switchyard/log.h"
 
 #define CUTOVER_DEFAULT_MAX_PAUSE_MS 5000
@@ -45,6 +46,9 @@ struct Cutover
 	char *pgbouncer_db;
 	char *pgbouncer_ini;
 	char *fail_at;
+	char *stall_at;
+	FenceRole *roles;         /* --fence read-only: the roles and their settings before it */
+	int nroles;
 
 	pthread_t thread;
 	bool thread_started;
@@ -61,6 +65,9 @@ struct Cutover
 	bool paused;
 	bool ini_rewritten;
 	bool guard_lifted;
+	bool roles_read_only;       /* the roles' settings are (maybe) changed: restore them */
+	bool foreign_record;        /* cutover.json is an earlier cutover's: leave it alone */
+	char read_only_since[64];   /* the source's clock just before they were changed */
 	char ini_backup[1024];
 	double fence_started_ms;
 	double pause_ms;
@@ -141,7 +148,20 @@ cutover_write_json(const char *dir, const char *name, json_object *root)
 	return true;
 }
 
-/* What a restart needs to roll back: where PgBouncer stands and which file to restore. */
+static const char *
+cutover_fence_name(const Cutover *cutover)
+{
+	if (cutover->options.read_only_fence)
+		return "read-only";
+	return cutover->pgbouncer != NULL ? "pgbouncer" : "manual";
+}
+
+/*
+ * What a restart needs to roll back or complete: where PgBouncer stands and which file to
+ * restore, whether the guard was lifted, the roles' settings before the read-only fence.
+ * Written before each change it describes, so a crash can only make it claim a change that
+ * was not made (undoing that is a no-op), never miss one.
+ */
 static void
 cutover_persist(Cutover *cutover, CutoverStep step)
 {
@@ -156,8 +176,26 @@ cutover_persist(Cutover *cutover, CutoverStep step)
 						   cutover->pgbouncer_ini != NULL ? json_object_new_string(cutover->pgbouncer_ini) : NULL);
 	json_object_object_add(root, "ini_backup",
 						   cutover->ini_backup[0] ? json_object_new_string(cutover->ini_backup) : NULL);
+	json_object_object_add(root, "fence", json_object_new_string(cutover_fence_name(cutover)));
 	json_object_object_add(root, "paused", json_object_new_boolean(cutover->paused));
 	json_object_object_add(root, "ini_rewritten", json_object_new_boolean(cutover->ini_rewritten));
+	json_object_object_add(root, "guard_lifted", json_object_new_boolean(cutover->guard_lifted));
+	if (cutover->roles_read_only)
+	{
+		json_object *roles = json_object_new_array();
+
+		for (int i = 0; i < cutover->nroles; i++)
+		{
+			json_object *role = json_object_new_object();
+
+			json_object_object_add(role, "role", json_object_new_string(cutover->roles[i].role));
+			json_object_object_add(role, "previous", cutover->roles[i].previous != NULL
+								   ? json_object_new_string(cutover->roles[i].previous) : NULL);
+			json_object_array_add(roles, role);
+		}
+		json_object_object_add(root, "read_only_roles", roles);
+		json_object_object_add(root, "read_only_since", json_object_new_string(cutover->read_only_since));
+	}
 	json_object_object_add(root, "switched", json_object_new_boolean(step == CUTOVER_REPORT || step == CUTOVER_DONE));
 	if (!cutover_write_json(cutover->state_dir, CUTOVER_FILE, root))
 		log_warning("cutover: could not persist the step reached");
@@ -176,9 +214,36 @@ cutover_enter(Cutover *cutover, CutoverStep step)
 	log_info("cutover: %s", cutover_step_name(step));
 }
 
+/*
+ * A test hook (SWITCHYARD_CUTOVER_STALL_AT=POINT[:SECONDS], default 120 s): stops the cutover
+ * at a point for a while, so a test can look at the fence, or kill the agent there and check
+ * what the restart makes of it. Points are the step names and two inside the switch:
+ * ini-rewritten (file written, no RELOAD yet) and switched (persisted, no RESUME yet).
+ */
+static void
+cutover_stall(Cutover *cutover, const char *point)
+{
+	size_t len = strlen(point);
+	int seconds = 120;
+
+	if (cutover->stall_at == NULL || strncmp(cutover->stall_at, point, len) != 0 ||
+		(cutover->stall_at[len] != '\0' && cutover->stall_at[len] != ':'))
+		return;
+	if (cutover->stall_at[len] == ':')
+		seconds = atoi(cutover->stall_at + len + 1);
+	log_warning("cutover: stalled at %s for %d s (SWITCHYARD_CUTOVER_STALL_AT, a test hook)", point, seconds);
+	for (int i = 0; i < seconds * 10; i++)
+	{
+		struct timespec nap = {0, 100000000L};
+
+		nanosleep(&nap, NULL);
+	}
+}
+
 static bool
 cutover_forced(Cutover *cutover, CutoverStep step)
 {
+	cutover_stall(cutover, cutover_step_name(step));
 	if (cutover->fail_at == NULL || strcmp(cutover->fail_at, cutover_step_name(step)) != 0)
 		return false;
 	cutover_fail(cutover, "failure forced at step %s (SWITCHYARD_CUTOVER_FAIL_AT)", cutover_step_name(step));
@@ -578,6 +643,19 @@ cutover_preflight(Cutover *cutover)
 	char pb_host[256], pb_port[32], pb_db[256];
 	double started = cutover_now_ms();
 
+	{
+		char path[1024];
+
+		/* an earlier rollback left something undone: a new record would forget it */
+		snprintf(path, sizeof(path), "%s/%s", cutover->state_dir, CUTOVER_FILE);
+		if (!cutover->options.dry_run && access(path, F_OK) == 0)
+		{
+			cutover->foreign_record = true;
+			cutover_fail(cutover, "an earlier cutover was not fully rolled back (\"%s\"): restart the agent to "
+						 "finish that first", path);
+			return false;
+		}
+	}
 	cutover_enter(cutover, CUTOVER_PREFLIGHT);
 	if (cutover_forced(cutover, CUTOVER_PREFLIGHT))
 		return false;
@@ -708,6 +786,17 @@ cutover_preflight(Cutover *cutover)
 		}
 		free(ini);
 	}
+	/* the read-only fence: the roles are there and what they have set now is known */
+	if (cutover->options.read_only_fence)
+	{
+		char why[512] = "";
+
+		if (!fence_read_only_check(cutover->source, cutover->roles, cutover->nroles, why, sizeof(why)))
+		{
+			cutover_fail(cutover, "%s", why);
+			return false;
+		}
+	}
 	/* the slow part of the final parity happens here, outside the fence */
 	if (cutover->options.final_parity.prepare != NULL)
 	{
@@ -740,6 +829,28 @@ cutover_fence(Cutover *cutover)
 		cutover_persist(cutover, CUTOVER_FENCE);
 		if (!cutover_bouncer_command(cutover, "PAUSE", cutover->pgbouncer_db))
 			return false;
+	}
+	else if (cutover->options.read_only_fence)
+	{
+		char why[512] = "";
+		int ended = 0;
+
+		if (!fence_source_clock(cutover->source, cutover->read_only_since, sizeof(cutover->read_only_since), why,
+								sizeof(why)))
+		{
+			cutover_fail(cutover, "%s", why);
+			return false;
+		}
+		/* recorded before the change: a crash in between restores what was not changed yet */
+		cutover->roles_read_only = true;
+		cutover_persist(cutover, CUTOVER_FENCE);
+		if (!fence_read_only_apply(cutover->source, cutover->roles, cutover->nroles, &ended, why, sizeof(why)))
+		{
+			cutover_fail(cutover, "%s", why);
+			log_hint("the source connection needs a superuser, or CREATEROLE and pg_signal_backend");
+			return false;
+		}
+		log_info("cutover: the application roles are read-only on the source; %d of their sessions ended", ended);
 	}
 	cutover_time(cutover, CUTOVER_FENCE, started);
 	return cutover_within_pause(cutover);
@@ -910,6 +1021,7 @@ cutover_lift_guard(Cutover *cutover)
 	if (cutover->options.guard != NULL)
 	{
 		cutover->guard_lifted = true;
+		cutover_persist(cutover, CUTOVER_LIFT_GUARD);
 		if (!guard_lift(cutover->options.guard))
 		{
 			cutover_fail(cutover, "could not lift the target guard");
@@ -958,6 +1070,7 @@ cutover_switch(Cutover *cutover)
 		cutover_fail(cutover, "could not write \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
 		goto cleanup;
 	}
+	cutover_stall(cutover, "ini-rewritten");
 	if (!cutover_bouncer_command(cutover, "RELOAD", NULL))
 		goto cleanup;
 	if (!cutover_bouncer_target(cutover, host, sizeof(host), port, sizeof(port), dbname, sizeof(dbname)))
@@ -969,8 +1082,12 @@ cutover_switch(Cutover *cutover)
 					 cutover->pgbouncer_db, host, port, dbname);
 		goto cleanup;
 	}
-	/* from here the application writes to the target: no way back but a new migration */
+	/*
+	 * The point of no return: the application is held in PgBouncer, which points at the
+	 * target now. A restart from here completes the switch rather than undo it.
+	 */
 	cutover_persist(cutover, CUTOVER_REPORT);
+	cutover_stall(cutover, "switched");
 	if (!cutover_bouncer_command(cutover, "RESUME", cutover->pgbouncer_db))
 	{
 		log_warning("cutover: PgBouncer now points at the target but did not RESUME: run RESUME %s on its console",
@@ -987,29 +1104,88 @@ cleanup:
 	return ok;
 }
 
-static void
+/*
+ * The read-only fence has no switch: the target holds everything and the application roles
+ * may log in to it; pointing the application at it is the operator's. This is the point of
+ * no return: a restart from here does not make the roles writable on the source again.
+ */
+static bool
+cutover_read_only_done(Cutover *cutover)
+{
+	cutover_persist(cutover, CUTOVER_REPORT);
+	cutover_stall(cutover, "switched");
+	cutover->pause_ms = cutover_now_ms() - cutover->fence_started_ms;
+	return true;
+}
+
+/* Undoes what the fence and the steps after it changed; false when something stays undone. */
+static bool
 cutover_rollback(Cutover *cutover)
 {
+	bool rolled_back = true;
+
 	if (cutover->fence_started_ms == 0)
-		return;  /* refused in the preflight: nothing was changed */
+		return true;  /* refused in the preflight: nothing was changed */
 	log_warning("cutover: rolling back: %s", cutover->failure);
 	if (cutover->ini_rewritten && cutover->ini_backup[0])
 	{
 		char *backup = cutover_read_file(cutover->ini_backup);
 
 		if (backup == NULL || !cutover_write_file(cutover->pgbouncer_ini, backup, 0644))
+		{
 			log_error("cutover: could not restore \"%s\" from \"%s\": restore it by hand and RELOAD PgBouncer",
 					  cutover->pgbouncer_ini, cutover->ini_backup);
+			rolled_back = false;
+		}
 		else if (cutover->bouncer != NULL)
 		{
 			PGresult *res = PQexec(cutover->bouncer, "RELOAD");
 
 			PQclear(res);
+			cutover->ini_rewritten = false;
 		}
 		free(backup);
 	}
-	if (cutover->guard_lifted && cutover->options.guard != NULL && !guard_reinstate(cutover->options.guard))
-		log_error("cutover: could not put the target guard back in place");
+	if (cutover->guard_lifted && cutover->options.guard != NULL)
+	{
+		if (guard_reinstate(cutover->options.guard))
+			cutover->guard_lifted = false;
+		else
+		{
+			log_error("cutover: could not put the target guard back in place");
+			rolled_back = false;
+		}
+	}
+	if (cutover->roles_read_only)
+	{
+		char why[512] = "";
+		int ended = 0;
+
+		/* the session may be the reason for the failure: a fresh one */
+		if (cutover->source == NULL || PQstatus(cutover->source) != CONNECTION_OK ||
+			PQtransactionStatus(cutover->source) != PQTRANS_IDLE)
+		{
+			if (cutover->source != NULL)
+				PQfinish(cutover->source);
+			cutover->source = conninfo_connect(cutover->source_conninfo, CONN_NORMAL, "cutover", "source");
+		}
+		if (cutover->source == NULL ||
+			!fence_read_only_restore(cutover->source, cutover->roles, cutover->nroles, cutover->read_only_since,
+									 &ended, why, sizeof(why)))
+		{
+			log_error("cutover: could not give the application roles their settings back on the source: %s",
+					  cutover->source == NULL ? "no connection" : why);
+			log_hint("cutover.json in the state directory lists the previous settings; restarting the agent "
+					 "tries again");
+			rolled_back = false;
+		}
+		else
+		{
+			log_info("cutover: the application roles' settings on the source are restored; %d read-only "
+					 "sessions ended", ended);
+			cutover->roles_read_only = false;
+		}
+	}
 	if (cutover->paused)
 	{
 		PGconn *bouncer = cutover->bouncer;
@@ -1022,8 +1198,11 @@ cutover_rollback(Cutover *cutover)
 		snprintf(sql, sizeof(sql), "RESUME %s", cutover->pgbouncer_db);
 		res = bouncer != NULL ? PQexec(bouncer, sql) : NULL;
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
 			log_error("cutover: could not RESUME PgBouncer: %s; run RESUME %s on its console now",
 					  res != NULL ? conninfo_result_error(res) : "no connection", cutover->pgbouncer_db);
+			rolled_back = false;
+		}
 		else
 			cutover->paused = false;
 		PQclear(res);
@@ -1032,6 +1211,7 @@ cutover_rollback(Cutover *cutover)
 	}
 	if (cutover->fence_started_ms > 0)
 		cutover->pause_ms = cutover_now_ms() - cutover->fence_started_ms;
+	return rolled_back;
 }
 
 static void
@@ -1052,6 +1232,18 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 	json_object_object_add(root, "fence_lsn", json_object_new_string(lsn_format(cutover->fence_lsn, lsnbuf)));
 	json_object_object_add(root, "rows_verified", json_object_new_int64((int64_t) cutover->rows_verified));
 	json_object_object_add(root, "sequences_set", json_object_new_int(cutover->sequences_set));
+	json_object_object_add(root, "fence", json_object_new_string(cutover_fence_name(cutover)));
+	if (cutover->options.read_only_fence)
+	{
+		json_object *roles = json_object_new_array();
+
+		for (int i = 0; i < cutover->nroles; i++)
+			json_object_array_add(roles, json_object_new_string(cutover->roles[i].role));
+		json_object_object_add(root, "read_only_roles", roles);
+		if (succeeded && !cutover->options.dry_run)
+			json_object_object_add(root, "next", json_object_new_string(
+				"point the application at the target; its roles stay read-only on the source"));
+	}
 	for (int i = 0; i < cutover->ntimings; i++)
 	{
 		json_object *step = json_object_new_object();
@@ -1071,6 +1263,7 @@ cutover_main(void *arg)
 {
 	Cutover *cutover = arg;
 	bool ok;
+	bool rolled_back = true;
 	CutoverStep final;
 
 	log_set_thread_name("cutover");
@@ -1080,18 +1273,19 @@ cutover_main(void *arg)
 	else
 	{
 		ok = ok && cutover_fence(cutover) && cutover_drain(cutover) && cutover_sequences(cutover) &&
-			cutover_parity(cutover) && cutover_lift_guard(cutover) && cutover_switch(cutover);
+			cutover_parity(cutover) && cutover_lift_guard(cutover) &&
+			(cutover->options.read_only_fence ? cutover_read_only_done(cutover) : cutover_switch(cutover));
 		if (!ok)
-			cutover_rollback(cutover);
+			rolled_back = cutover_rollback(cutover);
 		final = ok ? CUTOVER_DONE : CUTOVER_ABORTED;
 	}
 	if (!ok && cutover->options.dry_run)
 		final = CUTOVER_ABORTED;
 	cutover_write_report(cutover, ok);
-	if (!cutover->options.dry_run)
+	if (!cutover->options.dry_run && !cutover->foreign_record)
 	{
 		cutover_persist(cutover, final);
-		if (!ok)
+		if (!ok && rolled_back)
 		{
 			char path[1024];
 
@@ -1099,8 +1293,16 @@ cutover_main(void *arg)
 			snprintf(path, sizeof(path), "%s/%s", cutover->state_dir, CUTOVER_FILE);
 			unlink(path);
 		}
+		else if (!ok)
+			log_warning("cutover: the rollback is incomplete (see above); \"%s/%s\" keeps what is left to undo, "
+						"and the next start of the agent tries again", cutover->state_dir, CUTOVER_FILE);
 	}
-	if (ok && !cutover->options.dry_run)
+	if (ok && !cutover->options.dry_run && cutover->options.read_only_fence)
+	{
+		log_info("cutover: done (write pause %.1f ms): point the application at the target now", cutover->pause_ms);
+		log_info("cutover: the application roles stay read-only on the source (default_transaction_read_only)");
+	}
+	else if (ok && !cutover->options.dry_run)
 		log_info("cutover: done: the application now uses the target (write pause %.1f ms)", cutover->pause_ms);
 	pthread_mutex_lock(&cutover->mutex);
 	cutover->status.step = final;
@@ -1108,7 +1310,10 @@ cutover_main(void *arg)
 	cutover->status.succeeded = ok;
 	cutover->status.pause_ms = cutover->pause_ms;
 	snprintf(cutover->status.message, sizeof(cutover->status.message), "%s",
-			 ok ? (cutover->options.dry_run ? "preflight passed" : "switched to the target") : cutover->failure);
+			 ok ? (cutover->options.dry_run ? "preflight passed"
+				   : cutover->options.read_only_fence
+				   ? "switched to the target: point the application at it now; its roles stay read-only on the source"
+				   : "switched to the target") : cutover->failure);
 	pthread_mutex_unlock(&cutover->mutex);
 	if (cutover->parity != NULL)
 		cutover->options.final_parity.free(cutover->parity);
@@ -1127,6 +1332,32 @@ static char *
 cutover_strdup_or_null(const char *text)
 {
 	return text != NULL && text[0] ? strdup(text) : NULL;
+}
+
+static bool
+cutover_copy_roles(Cutover *cutover, char *const *roles)
+{
+	int n = 0;
+
+	while (roles != NULL && roles[n] != NULL)
+		n++;
+	cutover->roles = calloc((size_t) n + 1, sizeof(FenceRole));
+	if (cutover->roles == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		bool seen = false;
+
+		for (int j = 0; j < cutover->nroles && !seen; j++)
+			seen = strcmp(cutover->roles[j].role, roles[i]) == 0;
+		if (seen)
+			continue;
+		cutover->roles[cutover->nroles].role = strdup(roles[i]);
+		if (cutover->roles[cutover->nroles].role == NULL)
+			return false;
+		cutover->nroles++;
+	}
+	return true;
 }
 
 bool
@@ -1149,7 +1380,16 @@ cutover_start(const CutoverOptions *options, Cutover **out)
 	cutover->pgbouncer_db = cutover_strdup_or_null(options->pgbouncer_db);
 	cutover->pgbouncer_ini = cutover_strdup_or_null(options->pgbouncer_ini);
 	cutover->fail_at = cutover_strdup_or_null(options->fail_at);
+	cutover->stall_at = cutover_strdup_or_null(options->stall_at);
 	pthread_mutex_init(&cutover->mutex, NULL);
+	/* the request's strings go with the request: the thread keeps its own */
+	cutover->options.app_roles = NULL;
+	if (options->read_only_fence && !cutover_copy_roles(cutover, options->app_roles))
+	{
+		log_error("out of memory");
+		cutover_free(cutover);
+		return false;
+	}
 	snprintf(cutover->status.report_path, sizeof(cutover->status.report_path), "%s/%s", options->state_dir,
 			 CUTOVER_REPORT_FILE);
 	if (pthread_create(&cutover->thread, NULL, cutover_main, cutover) != 0)
@@ -1186,20 +1426,245 @@ cutover_free(Cutover *cutover)
 	free(cutover->pgbouncer_db);
 	free(cutover->pgbouncer_ini);
 	free(cutover->fail_at);
+	free(cutover->stall_at);
+	fence_roles_free(cutover->roles, cutover->nroles);
 	free(cutover);
 }
 
+/* ---- recovery at agent start --------------------------------------------------------------- */
+
+static const char *
+cutover_json_string(json_object *root, const char *key)
+{
+	json_object *value = NULL;
+
+	return json_object_object_get_ex(root, key, &value) && json_object_is_type(value, json_type_string)
+		? json_object_get_string(value) : NULL;
+}
+
+static bool
+cutover_json_bool(json_object *root, const char *key)
+{
+	json_object *value = NULL;
+
+	return json_object_object_get_ex(root, key, &value) && json_object_get_boolean(value);
+}
+
+/* RELOAD (when asked) and RESUME db on PgBouncer; a database that is not paused is fine. */
+static bool
+cutover_recover_bouncer(json_object *root, bool reload)
+{
+	const char *conninfo = cutover_json_string(root, "pgbouncer");
+	const char *db = cutover_json_string(root, "pgbouncer_db");
+	PGconn *bouncer = conninfo != NULL && db != NULL ? cutover_bouncer_connect(conninfo) : NULL;
+	PGresult *res = NULL;
+	char sql[512];
+	bool ok = false;
+
+	if (bouncer == NULL)
+	{
+		log_error("could not reach PgBouncer to resume database \"%s\"", db != NULL ? db : "?");
+		log_hint("run%s RESUME %s on its console", reload ? " RELOAD and" : "", db != NULL ? db : "<db>");
+		return false;
+	}
+	if (reload)
+	{
+		res = PQexec(bouncer, "RELOAD");
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			log_error("PgBouncer refused RELOAD: %s", conninfo_result_error(res));
+			goto cleanup;
+		}
+		PQclear(res);
+	}
+	snprintf(sql, sizeof(sql), "RESUME %s", db);
+	res = PQexec(bouncer, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && strstr(PQresultErrorMessage(res), "not paused") == NULL)
+	{
+		log_error("could not RESUME PgBouncer database \"%s\": %s", db, conninfo_result_error(res));
+		log_hint("run RESUME %s on its console", db);
+		goto cleanup;
+	}
+	ok = true;
+cleanup:
+	PQclear(res);
+	PQfinish(bouncer);
+	return ok;
+}
+
+/* The roles of the record, with their previous settings. */
+static bool
+cutover_recover_roles(json_object *root, FenceRole **roles, int *nroles)
+{
+	json_object *list = NULL;
+	size_t n;
+
+	*roles = NULL;
+	*nroles = 0;
+	if (!json_object_object_get_ex(root, "read_only_roles", &list) || !json_object_is_type(list, json_type_array))
+		return true;
+	n = json_object_array_length(list);
+	*roles = calloc(n + 1, sizeof(FenceRole));
+	if (*roles == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+	{
+		json_object *entry = json_object_array_get_idx(list, i);
+		const char *role = cutover_json_string(entry, "role");
+		const char *previous = cutover_json_string(entry, "previous");
+
+		if (role == NULL)
+			continue;
+		(*roles)[*nroles].role = strdup(role);
+		(*roles)[*nroles].previous = previous != NULL ? strdup(previous) : NULL;
+		(*nroles)++;
+	}
+	return true;
+}
+
+/* The target guard: its record marked not lifted, so the guard revokes CONNECT again as it starts. */
+static bool
+cutover_recover_guard(const char *state_dir)
+{
+	GuardRecord *record = NULL;
+	bool ok = true;
+
+	if (!guard_record_load(state_dir, &record))
+		return false;
+	if (record != NULL && record->lifted)
+	{
+		record->lifted = false;
+		ok = guard_record_save(state_dir, record);
+		if (ok)
+			log_info("the target guard is put back in place: the application roles lose CONNECT on the target "
+					 "again");
+	}
+	guard_record_free(record);
+	return ok;
+}
+
+static bool
+cutover_recover_rollback(const char *state_dir, const char *source_conninfo, json_object *root)
+{
+	bool paused = cutover_json_bool(root, "paused");
+	bool rewritten = cutover_json_bool(root, "ini_rewritten");
+	bool ini_ok = true;
+	bool ok = true;
+
+	if (rewritten)
+	{
+		const char *ini = cutover_json_string(root, "pgbouncer_ini");
+		const char *backup = cutover_json_string(root, "ini_backup");
+		char *text = backup != NULL ? cutover_read_file(backup) : NULL;
+
+		if (ini == NULL || text == NULL || !cutover_write_file(ini, text, 0644))
+		{
+			log_error("could not restore PgBouncer's configuration \"%s\" from \"%s\"", ini != NULL ? ini : "?",
+					  backup != NULL ? backup : "(no backup)");
+			log_hint("restore it by hand, RELOAD and RESUME PgBouncer");
+			ini_ok = ok = false;
+		}
+		else
+			log_info("restored PgBouncer's configuration \"%s\" from \"%s\"", ini, backup);
+		free(text);
+	}
+	if (!cutover_recover_guard(state_dir))
+		ok = false;
+	/* only once the file is back: RESUME must not send the clients to the target */
+	if (ini_ok && (paused || rewritten))
+	{
+		if (cutover_recover_bouncer(root, rewritten))
+			log_info("PgBouncer database \"%s\" resumed on the source", cutover_json_string(root, "pgbouncer_db"));
+		else
+			ok = false;
+	}
+	if (json_object_object_get_ex(root, "read_only_roles", NULL))
+	{
+		FenceRole *roles = NULL;
+		int nroles = 0;
+		PGconn *source = NULL;
+		char why[512] = "";
+		int ended = 0;
+
+		if (!cutover_recover_roles(root, &roles, &nroles))
+			ok = false;
+		else if ((source = conninfo_connect(source_conninfo, CONN_NORMAL, "cutover", "source")) == NULL ||
+				 !fence_read_only_restore(source, roles, nroles, cutover_json_string(root, "read_only_since"),
+										  &ended, why, sizeof(why)))
+		{
+			log_error("could not give the application roles their settings back on the source: %s",
+					  source == NULL ? "no connection" : why);
+			ok = false;
+		}
+		else
+			log_info("the application roles' settings on the source are restored; %d read-only sessions ended",
+					 ended);
+		if (source != NULL)
+			PQfinish(source);
+		fence_roles_free(roles, nroles);
+	}
+	return ok;
+}
+
+/* After the point of no return: PgBouncer resumed on the target, the outcome reported. */
+static bool
+cutover_recover_complete(const char *state_dir, json_object *root)
+{
+	const char *fence = cutover_json_string(root, "fence");
+	bool read_only = fence != NULL && strcmp(fence, "read-only") == 0;
+	json_object *report;
+	json_object *roles = NULL;
+	time_t now = time(NULL);
+	char when[32];
+
+	if (cutover_json_string(root, "pgbouncer") != NULL && !cutover_recover_bouncer(root, false))
+		return false;
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	report = json_object_new_object();
+	json_object_object_add(report, "outcome", json_object_new_string("switched"));
+	json_object_object_add(report, "finished_at", json_object_new_string(when));
+	json_object_object_add(report, "reason", json_object_new_string(
+		"the agent stopped after the switch; its restart completed the cutover"));
+	json_object_object_add(report, "fence", json_object_new_string(fence != NULL ? fence : "pgbouncer"));
+	if (read_only && json_object_object_get_ex(root, "read_only_roles", &roles))
+	{
+		json_object *names = json_object_new_array();
+
+		for (size_t i = 0; i < json_object_array_length(roles); i++)
+		{
+			const char *role = cutover_json_string(json_object_array_get_idx(roles, i), "role");
+
+			if (role != NULL)
+				json_object_array_add(names, json_object_new_string(role));
+		}
+		json_object_object_add(report, "read_only_roles", names);
+		json_object_object_add(report, "next", json_object_new_string(
+			"point the application at the target; its roles stay read-only on the source"));
+	}
+	if (!cutover_write_json(state_dir, CUTOVER_REPORT_FILE, report))
+		log_warning("cutover: could not write the report");
+	json_object_put(report);
+	json_object_object_add(root, "step", json_object_new_string(cutover_step_name(CUTOVER_DONE)));
+	if (!cutover_write_json(state_dir, CUTOVER_FILE, root))
+		return false;
+	if (read_only)
+		log_info("the interrupted cutover is complete: point the application at the target now; its roles stay "
+				 "read-only on the source");
+	else
+		log_info("the interrupted cutover is complete: PgBouncer database \"%s\" points at the target and is "
+				 "resumed", cutover_json_string(root, "pgbouncer_db"));
+	return true;
+}
+
 bool
-cutover_recover(const char *state_dir, bool *switched)
+cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecovery *out)
 {
 	char path[1024];
 	json_object *root;
-	json_object *value = NULL;
 	const char *step;
-	bool paused = false;
-	bool rewritten = false;
+	bool ok;
 
-	*switched = false;
+	*out = CUTOVER_RECOVERY_NONE;
 	snprintf(path, sizeof(path), "%s/%s", state_dir, CUTOVER_FILE);
 	if (access(path, F_OK) != 0)
 		return true;
@@ -1207,54 +1672,37 @@ cutover_recover(const char *state_dir, bool *switched)
 	if (root == NULL)
 	{
 		log_error("could not read the cutover progress \"%s\"", path);
+		log_hint("check PgBouncer, the guard and the application roles by hand, then remove the file");
 		return false;
 	}
-	step = json_object_object_get_ex(root, "step", &value) ? json_object_get_string(value) : "";
-	if (json_object_object_get_ex(root, "switched", &value) && json_object_get_boolean(value))
+	step = cutover_json_string(root, "step");
+	if (step == NULL)
+		step = "?";
+	if (cutover_json_bool(root, "switched"))
 	{
-		*switched = true;
-		json_object_put(root);
-		return true;
-	}
-	paused = json_object_object_get_ex(root, "paused", &value) && json_object_get_boolean(value);
-	rewritten = json_object_object_get_ex(root, "ini_rewritten", &value) && json_object_get_boolean(value);
-	log_warning("an interrupted cutover (at step %s) is rolled back", step);
-	if (rewritten)
-	{
-		const char *ini = json_object_object_get_ex(root, "pgbouncer_ini", &value) ? json_object_get_string(value) : NULL;
-		const char *backup = json_object_object_get_ex(root, "ini_backup", &value) ? json_object_get_string(value) : NULL;
-		char *text = backup != NULL ? cutover_read_file(backup) : NULL;
-
-		if (ini == NULL || text == NULL || !cutover_write_file(ini, text, 0644))
-			log_error("could not restore PgBouncer's configuration from \"%s\": restore it by hand",
-					  backup != NULL ? backup : "(no backup)");
-		free(text);
-	}
-	if (paused || rewritten)
-	{
-		const char *bouncer_conninfo = json_object_object_get_ex(root, "pgbouncer", &value) ? json_object_get_string(value) : NULL;
-		const char *db = json_object_object_get_ex(root, "pgbouncer_db", &value) ? json_object_get_string(value) : NULL;
-		PGconn *bouncer = bouncer_conninfo != NULL ? cutover_bouncer_connect(bouncer_conninfo) : NULL;
-
-		if (bouncer != NULL && db != NULL)
+		if (strcmp(step, cutover_step_name(CUTOVER_DONE)) == 0)
 		{
-			char sql[512];
-			PGresult *res;
-
-			if (rewritten)
-				PQclear(PQexec(bouncer, "RELOAD"));
-			snprintf(sql, sizeof(sql), "RESUME %s", db);
-			res = PQexec(bouncer, sql);
-			if (PQresultStatus(res) != PGRES_COMMAND_OK && strstr(PQresultErrorMessage(res), "not paused") == NULL)
-				log_error("could not RESUME PgBouncer database \"%s\": %s", db, conninfo_result_error(res));
-			PQclear(res);
+			*out = CUTOVER_RECOVERY_SWITCHED;
+			json_object_put(root);
+			return true;
 		}
-		else
-			log_error("could not reach PgBouncer to resume it: run RESUME on its console");
-		if (bouncer != NULL)
-			PQfinish(bouncer);
+		log_warning("a cutover was interrupted after its switch: completing it");
+		ok = cutover_recover_complete(state_dir, root);
+		if (ok)
+			*out = CUTOVER_RECOVERY_COMPLETED;
 	}
+	else
+	{
+		log_warning("an interrupted cutover (at step %s) is rolled back", step);
+		ok = cutover_recover_rollback(state_dir, source_conninfo, root);
+		if (ok)
+		{
+			unlink(path);
+			*out = CUTOVER_RECOVERY_ROLLED_BACK;
+		}
+	}
+	if (!ok)
+		log_hint("\"%s\" keeps what is left to do: fix the cause above and start the agent again", path);
 	json_object_put(root);
-	unlink(path);
-	return true;
+	return ok;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,8 +28,10 @@ static bool
 cutover_confirm(const CliOptions *options)
 {
 	char answer[16] = "";
-	const char *question = options->manual_fence
+	const char *question = options->fence == CLI_FENCE_MANUAL
 		? "Have the application's writes to the source stopped, and may switchyard switch it to the target?"
+		: options->fence == CLI_FENCE_READ_ONLY
+		? "Make the application roles read-only on the source, end their sessions there, and switch to the target?"
 		: "Switch the application to the target now?";
 
 	if (options->yes || options->dry_run)
@@ -107,8 +110,44 @@ cutover_print_report(const CliOptions *options)
 			if (json_object_object_get_ex(step, "ms", &value))
 				printf("  %-14s %8.1f ms\n", cutover_member_string(step, "step"), json_object_get_double(value));
 		}
+	/* the rest only matters once switched: an abort gave everything back */
+	if (strcmp(cutover_member_string(report, "outcome"), "switched") != 0)
+	{
+		printf("  report         %s\n", path);
+		json_object_put(report);
+		return;
+	}
+	if (json_object_object_get_ex(report, "reason", &value) && json_object_is_type(value, json_type_string))
+		printf("  note           %s\n", json_object_get_string(value));
+	if (json_object_object_get_ex(report, "read_only_roles", &steps) && json_object_is_type(steps, json_type_array))
+	{
+		printf("  read-only      ");
+		for (size_t i = 0; i < json_object_array_length(steps); i++)
+			printf("%s%s", i > 0 ? ", " : "", json_object_get_string(json_object_array_get_idx(steps, i)));
+		printf(" (roles, on the source)\n");
+	}
+	if (json_object_object_get_ex(report, "next", &value))
+		printf("  next           %s\n", json_object_get_string(value));
 	printf("  report         %s\n", path);
 	json_object_put(report);
+}
+
+/* The agent wrote a report saying "switched" since `since`. */
+static bool
+cutover_report_switched(const CliOptions *options, time_t since)
+{
+	char path[1024];
+	struct stat st;
+	json_object *report;
+	bool switched;
+
+	snprintf(path, sizeof(path), "%s/cutover-report.json", options->state_dir);
+	if (stat(path, &st) != 0 || st.st_mtime < since)
+		return false;
+	report = json_object_from_file(path);
+	switched = report != NULL && strcmp(cutover_member_string(report, "outcome"), "switched") == 0;
+	json_object_put(report);
+	return switched;
 }
 
 int
@@ -119,6 +158,7 @@ cutover_command(const CliOptions *options)
 	ControlResponse *response = NULL;
 	bool no_agent = false;
 	char last_step[32] = "";
+	time_t started;
 	time_t deadline;
 	int code = EXIT_CUTOVER;
 
@@ -131,11 +171,20 @@ cutover_command(const CliOptions *options)
 	cutover.pgbouncer_db = options->pgbouncer_db != NULL ? options->pgbouncer_db : "";
 	cutover.pgbouncer_ini = options->pgbouncer_ini != NULL ? options->pgbouncer_ini : "";
 	cutover.dry_run = options->dry_run;
-	cutover.manual_fence = options->manual_fence;
+	cutover.manual_fence = options->fence == CLI_FENCE_MANUAL;
+	cutover.read_only_fence = options->fence == CLI_FENCE_READ_ONLY;
+	if (cutover.read_only_fence)
+	{
+		while (options->app_roles[cutover.n_app_roles] != NULL)
+			cutover.n_app_roles++;
+		cutover.app_roles = options->app_roles;
+	}
 	cutover.max_pause_ms = (uint32_t) options->max_pause_ms;
 	cutover.max_lag_bytes = options->max_lag_bytes;
 	/* a test hook: the abort path of every step can be exercised on real servers */
 	cutover.fail_at = getenv("SWITCHYARD_CUTOVER_FAIL_AT") != NULL ? getenv("SWITCHYARD_CUTOVER_FAIL_AT") : "";
+	/* another: the cutover stalls at a point, for a test to kill the agent there */
+	cutover.stall_at = getenv("SWITCHYARD_CUTOVER_STALL_AT") != NULL ? getenv("SWITCHYARD_CUTOVER_STALL_AT") : "";
 	request.command = CONTROL_REQUEST__COMMAND__CUTOVER;
 	request.cutover = &cutover;
 	if (!control_send(options->state_dir, &request, CUTOVER_CONTROL_TIMEOUT_MS, &response, &no_agent))
@@ -156,7 +205,8 @@ cutover_command(const CliOptions *options)
 	}
 	control_response_free(response);
 
-	deadline = time(NULL) + CUTOVER_WAIT_SECONDS;
+	started = time(NULL);
+	deadline = started + CUTOVER_WAIT_SECONDS;
 	for (;;)
 	{
 		json_object *root = NULL;
@@ -170,9 +220,16 @@ cutover_command(const CliOptions *options)
 			/* the agent ends its streaming after a switch: its last word is the report */
 			if (!control_probe(options->state_dir))
 			{
-				cutover_print_report(options);
-				return strcmp(last_step, "switch") == 0 || strcmp(last_step, "done") == 0 ||
-					strcmp(last_step, "report") == 0 ? EXIT_OK : EXIT_CUTOVER;
+				if (cutover_report_switched(options, started))
+				{
+					cutover_print_report(options);
+					return EXIT_OK;
+				}
+				fprintf(stderr, "switchyard: the agent ended during the cutover (last step: %s)\n",
+						last_step[0] ? last_step : "none");
+				fprintf(stderr, "hint: start it again (switchyard run, same state directory): it rolls an "
+						"interrupted cutover back, or completes it if PgBouncer already points at the target\n");
+				return EXIT_CUTOVER;
 			}
 		}
 		else

@@ -26,6 +26,14 @@ typedef enum CliCommand
 	CLI_COMMAND_CLEANUP
 } CliCommand;
 
+/* How the cutover stops the application's writes on the source. */
+typedef enum CliFence
+{
+	CLI_FENCE_PGBOUNCER = 0,   /* PAUSE in PgBouncer, then repoint it */
+	CLI_FENCE_MANUAL,          /* the operator has stopped the writes */
+	CLI_FENCE_READ_ONLY        /* the application roles are made read-only on the source */
+} CliFence;
+
 typedef struct CliOptions
 {
 	CliCommand command;
@@ -45,7 +53,7 @@ typedef struct CliOptions
 	Lsn endpos;                /* 0 = none */
 	char *http;                /* ADDR:PORT; an empty ADDR is 127.0.0.1 */
 	char *http_token;          /* --http-token: required to serve off loopback */
-	char **app_roles;          /* --app-roles ROLE (repeatable), NULL-terminated */
+	char **app_roles;          /* run, cutover: --app-roles ROLE (repeatable), NULL-terminated */
 	bool guard_enforce;        /* --guard enforce: terminate foreign target sessions (default observe) */
 	int jobs;                  /* --jobs N, default number of cores */
 	uint64_t spool_max_bytes;  /* --spool-max SIZE (e.g. 8GB), default 8 GiB */
@@ -62,7 +70,7 @@ typedef struct CliOptions
 	char *pgbouncer;
 	char *pgbouncer_db;
 	char *pgbouncer_ini;
-	bool manual_fence;         /* --fence manual */
+	CliFence fence;            /* --fence, default pgbouncer */
 	int max_pause_ms;          /* --max-pause, 0 = the cutover's default */
 	uint64_t max_lag_bytes;    /* --max-lag, 0 = the cutover's default */
 } CliOptions;

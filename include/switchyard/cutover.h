@@ -55,10 +55,13 @@ typedef struct CutoverOptions
 	const char *pgbouncer_db;
 	const char *pgbouncer_ini;
 	bool manual_fence;              /* no PgBouncer: the operator has stopped the writes */
+	bool read_only_fence;           /* no PgBouncer: app_roles made read-only on the source */
+	char *const *app_roles;         /* read_only_fence: NULL-terminated */
 	bool dry_run;
 	int max_pause_ms;               /* 0 = 5000: the fence is lifted (rolled back) past this */
 	uint64_t max_lag_bytes;         /* 0 = 16 MiB: preflight refuses above this */
 	const char *fail_at;            /* tests: a step name at which a failure is forced */
+	const char *stall_at;           /* tests: a step name (or ini-rewritten, switched) to stall at */
 	Applier *applier;
 	Spool *spool;                   /* a hold on it (pause, verify) blocks the drain */
 	Guard *guard;                   /* NULL: no application roles guarded */
@@ -84,12 +87,25 @@ void cutover_get_status(Cutover *cutover, CutoverStatus *out);
 void cutover_free(Cutover *cutover);
 const char *cutover_step_name(CutoverStep step);
 
+typedef enum CutoverRecovery
+{
+	CUTOVER_RECOVERY_NONE = 0,      /* no cutover was interrupted: stream on */
+	CUTOVER_RECOVERY_ROLLED_BACK,   /* interrupted before its switch: undone, stream on */
+	CUTOVER_RECOVERY_COMPLETED,     /* interrupted after its switch: finished now */
+	CUTOVER_RECOVERY_SWITCHED       /* an earlier cutover completed: nothing more to stream */
+} CutoverRecovery;
+
 /*
- * At agent start: a cutover interrupted before its switch is rolled back (PgBouncer resumed
- * and its file restored; the guard is reinstated by the guard itself). *switched says
- * whether an earlier cutover completed: then the agent must not stream again.
+ * At agent start, before the guard starts. The switch is the point of no return: the moment
+ * PgBouncer is seen pointing at the target (with --fence read-only: the guard lifted) is
+ * persisted. A cutover interrupted before it is rolled back: PgBouncer's file restored,
+ * RELOAD, RESUME; the guard record marked for revoking again; the application roles'
+ * settings on the source restored exactly. One interrupted after it is completed: RESUME
+ * and the report. When something cannot be done, the record stays, so the next start tries
+ * again; returns false.
  */
-bool cutover_recover(const char *state_dir, bool *switched) __attribute__((warn_unused_result));
+bool cutover_recover(const char *state_dir, const char *source_conninfo,
+					 CutoverRecovery *out) __attribute__((warn_unused_result));
 
 /* `switchyard cutover`: the command-line side; returns an exit status. */
 struct CliOptions;

@@ -237,6 +237,57 @@ test_cutover_pgbouncer_options_go_together(void **state)
 }
 
 static void
+test_cutover_fence_values(void **state)
+{
+	char *manual[] = {"switchyard", "cutover", "--fence", "manual"};
+	char *pgbouncer[] = {"switchyard", "cutover", "--fence", "pgbouncer", "--dry-run"};
+	char *bad[] = {"switchyard", "cutover", "--fence", "readonly"};
+	CliOptions options;
+
+	assert_true(parse(ARGC(manual), manual, &options));
+	assert_int_equal(options.fence, CLI_FENCE_MANUAL);
+	cli_options_free(&options);
+	assert_true(parse(ARGC(pgbouncer), pgbouncer, &options));
+	assert_int_equal(options.fence, CLI_FENCE_PGBOUNCER);
+	cli_options_free(&options);
+	assert_usage_error(ARGC(bad), bad, "expected pgbouncer, read-only or manual");
+}
+
+static void
+test_cutover_read_only_fence_takes_app_roles(void **state)
+{
+	char *argv[] = {"switchyard", "cutover", "--fence", "read-only", "--app-roles", "chat_app,chat_worker",
+		"--app-roles", "reports", "--yes"};
+	CliOptions options;
+
+	assert_true(parse(ARGC(argv), argv, &options));
+	assert_int_equal(options.fence, CLI_FENCE_READ_ONLY);
+	assert_string_equal(options.app_roles[0], "chat_app");
+	assert_string_equal(options.app_roles[1], "chat_worker");
+	assert_string_equal(options.app_roles[2], "reports");
+	assert_null(options.app_roles[3]);
+	assert_true(options.yes);
+	cli_options_free(&options);
+}
+
+static void
+test_cutover_read_only_fence_needs_app_roles(void **state)
+{
+	char *argv[] = {"switchyard", "cutover", "--fence", "read-only", "--yes"};
+
+	assert_usage_error(ARGC(argv), argv, "--fence read-only needs --app-roles ROLE");
+}
+
+static void
+test_cutover_read_only_fence_excludes_pgbouncer(void **state)
+{
+	char *argv[] = {"switchyard", "cutover", "--fence", "read-only", "--app-roles", "app",
+		"--pgbouncer", "port=6432", "--pgbouncer-db", "app", "--pgbouncer-ini", "/etc/pgbouncer.ini"};
+
+	assert_usage_error(ARGC(argv), argv, "--fence read-only and --pgbouncer exclude each other");
+}
+
+static void
 test_simple_commands_parse(void **state)
 {
 	static const struct
@@ -662,6 +713,10 @@ main(void)
 		cmocka_unit_test_teardown(test_verify_parses_its_options, teardown),
 		cmocka_unit_test_teardown(test_cutover_parses_its_options, teardown),
 		cmocka_unit_test_teardown(test_cutover_pgbouncer_options_go_together, teardown),
+		cmocka_unit_test_teardown(test_cutover_fence_values, teardown),
+		cmocka_unit_test_teardown(test_cutover_read_only_fence_takes_app_roles, teardown),
+		cmocka_unit_test_teardown(test_cutover_read_only_fence_needs_app_roles, teardown),
+		cmocka_unit_test_teardown(test_cutover_read_only_fence_excludes_pgbouncer, teardown),
 		cmocka_unit_test_teardown(test_simple_commands_parse, teardown),
 		cmocka_unit_test_teardown(test_cleanup_takes_source_and_target, teardown),
 		cmocka_unit_test_teardown(test_option_not_valid_for_command, teardown),
