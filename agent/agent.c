@@ -671,6 +671,14 @@ agent_parity_run(void *handle, bool *clean, uint64_t *rows, char *why, size_t wh
 }
 
 static void
+agent_parity_describe(void *handle, char *buf, size_t len)
+{
+	AgentParity *parity = handle;
+
+	verify_describe_touched(parity->prepared, parity->touched, buf, len);
+}
+
+static void
 agent_parity_free(void *handle)
 {
 	AgentParity *parity = handle;
@@ -854,6 +862,7 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.final_parity.prepare = agent_parity_prepare;
 	options.final_parity.run = agent_parity_run;
 	options.final_parity.free = agent_parity_free;
+	options.final_parity.describe = agent_parity_describe;
 	options.final_parity.arg = agent;
 	started = cutover_start(&options, &agent->cutover);
 	free(app_roles);

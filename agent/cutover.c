@@ -47,6 +47,8 @@ struct Cutover
 	char *pgbouncer_ini;
 	char *fail_at;
 	char *stall_at;
+	char parity_plan[400];    /* what the final parity will compare, from the preflight */
+	char dry_run_message[512];
 	FenceRole *roles;         /* --fence read-only: the roles and their settings before it */
 	int nroles;
 
@@ -808,6 +810,12 @@ cutover_preflight(Cutover *cutover)
 			cutover_fail(cutover, "could not prepare the final parity: %s", why);
 			return false;
 		}
+		if (cutover->options.final_parity.describe != NULL)
+		{
+			cutover->options.final_parity.describe(cutover->parity, cutover->parity_plan,
+												   sizeof(cutover->parity_plan));
+			log_info("cutover: %s", cutover->parity_plan);
+		}
 	}
 	cutover_time(cutover, CUTOVER_PREFLIGHT, started);
 	return true;
@@ -1304,13 +1312,15 @@ cutover_main(void *arg)
 	}
 	else if (ok && !cutover->options.dry_run)
 		log_info("cutover: done: the application now uses the target (write pause %.1f ms)", cutover->pause_ms);
+	snprintf(cutover->dry_run_message, sizeof(cutover->dry_run_message), "preflight passed%s%s",
+			 cutover->parity_plan[0] ? "; " : "", cutover->parity_plan);
 	pthread_mutex_lock(&cutover->mutex);
 	cutover->status.step = final;
 	cutover->status.finished = true;
 	cutover->status.succeeded = ok;
 	cutover->status.pause_ms = cutover->pause_ms;
 	snprintf(cutover->status.message, sizeof(cutover->status.message), "%s",
-			 ok ? (cutover->options.dry_run ? "preflight passed"
+			 ok ? (cutover->options.dry_run ? cutover->dry_run_message
 				   : cutover->options.read_only_fence
 				   ? "switched to the target: point the application at it now; its roles stay read-only on the source"
 				   : "switched to the target") : cutover->failure);

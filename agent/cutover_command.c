@@ -249,6 +249,8 @@ cutover_command(const CliOptions *options)
 
 				if (!succeeded)
 					fprintf(stderr, "switchyard: cutover aborted: %s\n", cutover_member_string(state, "message"));
+				else if (options->dry_run)
+					printf("cutover: %s\n", cutover_member_string(state, "message"));
 				code = succeeded ? EXIT_OK : EXIT_CUTOVER;
 				json_object_put(root);
 				break;

@@ -457,10 +457,10 @@ receiver_on_readable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	/* group commit: one fsync for everything this wakeup brought */
+	/* group commit: one fsync for everything this wakeup brought; the applier starts first */
 	if (spool_has_unsynced(receiver->spool))
 	{
-		if (!spool_sync(receiver->spool))
+		if (!spool_publish(receiver->spool) || !spool_sync(receiver->spool))
 		{
 			receiver_connection_lost(receiver, "the spool could not be synced");
 			return;

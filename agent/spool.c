@@ -825,6 +825,33 @@ spool_remember_relation(Spool *spool, uint32_t relid, const void *pgoutput, size
 	return true;
 }
 
+/*
+ * Shows the reader every whole transaction appended, before it is durable: the applier
+ * overlaps the target's work with the fsync. Safe because what is confirmed to the source
+ * still waits for spool_sync, and the target's replication origin decides what is applied:
+ * after a crash the source sends again what the spool lost, and the applier skips what the
+ * target already holds.
+ */
+bool
+spool_publish(Spool *spool)
+{
+	if (spool->broken)
+		return false;
+	if (!spool_buffer_flush(spool, &spool->write_buffer))
+		return false;
+	pthread_mutex_lock(&spool->mutex);
+	if (spool->pub_segment != spool->segment_number || spool->pub_size != spool->boundary_end)
+	{
+		spool->segments[spool->nsegments - 1].size = spool->segment.size;
+		spool->pub_segment = spool->segment_number;
+		spool->pub_size = spool->boundary_end;
+		spool->pub_generation++;
+		pthread_cond_broadcast(&spool->published);
+	}
+	pthread_mutex_unlock(&spool->mutex);
+	return true;
+}
+
 bool
 spool_sync(Spool *spool)
 {

@@ -1887,6 +1887,52 @@ done:
 	return why;
 }
 
+struct VerifyPrepared
+{
+	VerifyContext ctx;
+};
+
+void
+verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *buf, size_t len)
+{
+	VerifyContext *ctx = &prepared->ctx;
+	VerifyBaseline *baselines = NULL;
+	int nbaselines = 0;
+	int nkeyed = 0;
+	int64_t keys_total = 0;
+	size_t used;
+	char full[768] = "";
+	size_t full_used = 0;
+
+	if (!verify_read_baselines(ctx->options->state_dir, &baselines, &nbaselines))
+		nbaselines = 0;
+	for (int i = 0; i < ctx->ntables; i++)
+	{
+		ParityTable *table = ctx->tables[i];
+		char **keys = NULL;
+		const char *why = verify_touched_plan(table, touched, baselines, nbaselines, &keys);
+
+		if (why == NULL)
+		{
+			nkeyed++;
+			keys_total += table->result.touched_keys;
+		}
+		else if (full_used < sizeof(full))
+			full_used += (size_t) snprintf(full + full_used, sizeof(full) - full_used, "%s%s (%s)",
+										   full_used > 0 ? "; " : "", table->display, why);
+		for (int k = 0; keys != NULL && k < table->nkeys; k++)
+			free(keys[k]);
+		free(keys);
+		parity_table_reset_result(table);
+	}
+	verify_baselines_free(baselines, nbaselines);
+	used = (size_t) snprintf(buf, len, "the final parity compares %d of %d tables by the %" PRId64
+							 " keys the stream touched since their last clean verify", nkeyed, ctx->ntables,
+							 keys_total);
+	if (nkeyed < ctx->ntables && used < len)
+		snprintf(buf + used, len - used, ", and in full: %s", full);
+}
+
 /*
  * The cutover's final parity: each table whose last clean verify is on record and whose
  * touched keys since are known is compared on those rows only; the others, and any whose
@@ -1971,11 +2017,6 @@ cleanup:
 	verify_baselines_free(baselines, nbaselines);
 	return ok;
 }
-
-struct VerifyPrepared
-{
-	VerifyContext ctx;
-};
 
 void
 verify_prepared_free(VerifyPrepared *prepared)

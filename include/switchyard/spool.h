@@ -81,10 +81,15 @@ void spool_stream_discard_open(Spool *spool);
 /*
  * Drops what was appended after the last boundary (a transaction cut off by a lost
  * connection: the source sends it again whole). Durable records past the boundary are
- * truncated away too; the reader never sees records past the last durable boundary.
+ * truncated away too; the reader never sees records past the last published boundary.
  */
 bool spool_rewind(Spool *spool) __attribute__((warn_unused_result));
 
+/*
+ * Writes everything appended (no fsync) and shows the reader the whole transactions in it:
+ * applying may run ahead of durability; confirming to the source may not.
+ */
+bool spool_publish(Spool *spool) __attribute__((warn_unused_result));
 /* Writes and fsyncs everything appended; then publishes it to the reader. */
 bool spool_sync(Spool *spool) __attribute__((warn_unused_result));
 /* Appended since the last spool_sync. */

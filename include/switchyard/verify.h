@@ -44,6 +44,8 @@ bool verify_prepare_now(const CliOptions *options, const char *publication_name,
 bool verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 						 size_t whylen) __attribute__((warn_unused_result));
 void verify_prepared_free(VerifyPrepared *prepared);
+/* One line for the preflight: which tables the final parity would compare by touched keys now. */
+void verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *buf, size_t len);
 
 /* A table's last clean verify at a common point, from <state-dir>/parity/latest.json. */
 typedef struct VerifyBaseline

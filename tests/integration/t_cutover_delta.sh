@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 300
 
-plan 15
+plan 16
 
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 agent_start_chat
@@ -55,6 +55,9 @@ ok "after a restart the final parity compares in full (and the forced failure af
 ok "a fresh verify under load" eval 'chat_workload_start SRC 6 && sleep 2 && verify >/dev/null && workload_wait "$WORKLOAD_PID" pgbench.chat'
 catch_up SRC 60 >/dev/null
 total=$(psql_on SRC "select count(*) from messages")
+cout=$(cutover --dry-run 2>&1)
+like "$cout" 'compares 10 of 11 tables by the [0-9]+ keys the stream touched.*webhook_events \(it has no key\)' \
+	"--dry-run says which tables the final parity compares by touched keys, and why the others in full"
 cout=$(cutover 2>&1); crc=$?
 is "$crc" 0 "the cutover switches (exit 0)" || diag "$cout"
 read -r mode touched rows <<<"$(rows_by public.messages | sed 's/touched keys/touched_keys/')"

@@ -366,6 +366,34 @@ test_spool_reader_sees_nothing_before_sync(void **state)
 }
 
 static void
+test_spool_publish_shows_whole_transactions_before_they_are_durable(void **state)
+{
+	TestDir *t = *state;
+	Spool *spool = open_spool(t, 0, 0);
+	SpoolReader *reader = NULL;
+	SpoolEntry entry;
+	int seen = 0;
+
+	assert_true(spool_reader_open(spool, &reader));
+	append_transaction(spool, 1, 500);
+	/* half a transaction after it: published is only up to the last boundary */
+	assert_true(spool_append(spool, SPOOL_CHANGE, 510, (const uint8_t *) "B2", 2, 0));
+	assert_true(spool_publish(spool));
+	/* the applier may go ahead; the source may not be told */
+	assert_int_equal(spool_durable_lsn(spool), 0);
+	assert_true(spool_has_unsynced(spool));
+	while (spool_reader_next(reader, &entry, 0) == 1)
+		seen++;
+	assert_int_equal(seen, 3);
+	assert_int_equal(entry.boundary, 500);
+	assert_true(spool_sync(spool));
+	assert_int_equal(spool_durable_lsn(spool), 500);
+	assert_int_equal(spool_reader_next(reader, &entry, 0), 0);
+	spool_reader_free(reader);
+	spool_close(spool);
+}
+
+static void
 test_spool_timeout_returns_zero(void **state)
 {
 	TestDir *t = *state;
@@ -1268,6 +1296,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_spool_append_sync_read_round_trip),
 		T(test_spool_reader_sees_nothing_before_sync),
+		T(test_spool_publish_shows_whole_transactions_before_they_are_durable),
 		T(test_spool_timeout_returns_zero),
 		T(test_spool_large_record_round_trip),
 		T(test_spool_rollover_writes_relation_preamble),
