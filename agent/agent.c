@@ -670,6 +670,14 @@ agent_parity_run(void *handle, bool *clean, uint64_t *rows, char *why, size_t wh
 	return verify_run_prepared(parity->prepared, parity->touched, clean, rows, why, whylen);
 }
 
+static bool
+agent_parity_before_fence(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen)
+{
+	AgentParity *parity = handle;
+
+	return verify_run_before_fence(parity->prepared, parity->touched, clean, rows, why, whylen);
+}
+
 static void
 agent_parity_describe(void *handle, char *buf, size_t len)
 {
@@ -863,6 +871,7 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.final_parity.run = agent_parity_run;
 	options.final_parity.free = agent_parity_free;
 	options.final_parity.describe = agent_parity_describe;
+	options.final_parity.before_fence = agent_parity_before_fence;
 	options.final_parity.arg = agent;
 	started = cutover_start(&options, &agent->cutover);
 	free(app_roles);

@@ -36,6 +36,9 @@ typedef struct CutoverTiming
 	double ms;
 } CutoverTiming;
 
+/* How long the preflight waits for the guard to see foreign sessions end (it looks every 2 s). */
+#define CUTOVER_GUARD_SETTLE_MS 5000
+
 struct Cutover
 {
 	CutoverOptions options;
@@ -699,7 +702,17 @@ cutover_preflight(Cutover *cutover)
 	/* guard */
 	if (cutover->options.guard != NULL)
 	{
+		double until = cutover_now_ms() + CUTOVER_GUARD_SETTLE_MS;
+
 		guard_get_stats(cutover->options.guard, &guard);
+		/* its count is from its last look: a session that just ended shows until the next one */
+		while ((!guard.watching || guard.sessions_now > 0) && cutover_now_ms() < until)
+		{
+			struct timespec nap = {0, 200 * 1000 * 1000};
+
+			nanosleep(&nap, NULL);
+			guard_get_stats(cutover->options.guard, &guard);
+		}
 		if (!guard.watching || guard.sessions_now > 0)
 		{
 			cutover_fail(cutover, "the target guard %s (last: %s): end foreign sessions on the target first",
@@ -809,6 +822,26 @@ cutover_preflight(Cutover *cutover)
 		{
 			cutover_fail(cutover, "could not prepare the final parity: %s", why);
 			return false;
+		}
+		if (!cutover->options.dry_run && cutover->options.final_parity.before_fence != NULL)
+		{
+			bool clean = false;
+			uint64_t rows = 0;
+			double at = cutover_now_ms();
+
+			/* what the stream touched so far, compared now: the fence keeps only the rest */
+			if (!cutover->options.final_parity.before_fence(cutover->parity, &clean, &rows, why, sizeof(why)))
+			{
+				cutover_fail(cutover, "the parity before the fence failed: %s", why);
+				return false;
+			}
+			if (!clean)
+			{
+				cutover_fail(cutover, "the parity before the fence found differences: %s", why);
+				return false;
+			}
+			log_info("cutover: parity before the fence: equal, %" PRIu64 " rows in %.1f ms", rows,
+					 cutover_now_ms() - at);
 		}
 		if (cutover->options.final_parity.describe != NULL)
 		{

@@ -1960,7 +1960,7 @@ verify_compare_touched(VerifyContext *ctx, TouchedKeys *touched)
 		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");
 		goto cleanup;
 	}
-	if (!verify_cut_open_fenced(ctx, &lsn))
+	if (ctx->fenced ? !verify_cut_open_fenced(ctx, &lsn) : !verify_cut_open(ctx, &lsn))
 		goto cleanup;
 	if (!verify_read_baselines(ctx->options->state_dir, &baselines, &nbaselines))
 		log_warning("could not read the last verify results (%s/parity/latest.json): every table is "
@@ -1972,7 +1972,8 @@ verify_compare_touched(VerifyContext *ctx, TouchedKeys *touched)
 
 		if (why != NULL)
 		{
-			log_info("final parity compares %s in full: %s", table->display, why);
+			log_info("%s compares %s in full: %s", ctx->fenced ? "final parity" : "parity before the fence",
+					 table->display, why);
 			full[nfull++] = table;
 		}
 		else if (keys[nkeyed] != NULL)
@@ -2084,26 +2085,38 @@ failed:
 	return false;
 }
 
-bool
-verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
-					size_t whylen)
+/* One comparison with the prepared sessions: inside the fence, or (live) at a common point. */
+static bool
+verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool *clean, uint64_t *rows, char *why,
+				size_t whylen)
 {
 	VerifyContext *ctx = &prepared->ctx;
+	const char *what = live ? "parity before the fence" : "final parity";
 	VerifyTotals totals;
 	int nkeyed = 0;
+	bool compared;
 
 	*clean = false;
 	*rows = 0;
 	if (whylen > 0)
 		why[0] = '\0';
+	for (int i = 0; i < ctx->ntables; i++)
+		parity_table_reset_result(ctx->tables[i]);
+	ctx->compare_seconds = 0;
 	ctx->started_unix_us = verify_unix_us();
-	if (touched != NULL ? !verify_compare_touched(ctx, touched) : !verify_compare_all(ctx))
+	/* live: the agent's applier is held at a common point, as for verify; else nothing moves */
+	ctx->fenced = !live;
+	ctx->barrier = live;
+	compared = touched != NULL ? verify_compare_touched(ctx, touched) : verify_compare_all(ctx);
+	ctx->fenced = true;
+	ctx->barrier = false;
+	if (!compared)
 	{
 		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the comparison failed");
 		return false;
 	}
 	if (!verify_report(ctx))
-		log_warning("the final parity report could not be written");
+		log_warning("the %s report could not be written", what);
 	verify_totals(ctx, &totals);
 	*clean = totals.tables_differing == 0;
 	*rows = (uint64_t) totals.rows;
@@ -2114,10 +2127,24 @@ verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean,
 				 ctx->report_path);
 	for (int i = 0; i < ctx->ntables; i++)
 		nkeyed += ctx->tables[i]->result.by_keys;
-	log_info("final parity: %s, %" PRId64 " rows in %d tables (%d by the keys touched since their last "
-			 "verify, %d in full) in %.3f s", *clean ? "equal" : "DIFFERENT", totals.rows, ctx->ntables, nkeyed,
+	log_info("%s: %s, %" PRId64 " rows in %d tables (%d by the keys touched since their last "
+			 "verify, %d in full) in %.3f s", what, *clean ? "equal" : "DIFFERENT", totals.rows, ctx->ntables, nkeyed,
 			 ctx->ntables - nkeyed, ctx->compare_seconds);
 	return true;
+}
+
+bool
+verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
+					size_t whylen)
+{
+	return verify_run_pass(prepared, touched, false, clean, rows, why, whylen);
+}
+
+bool
+verify_run_before_fence(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
+						size_t whylen)
+{
+	return verify_run_pass(prepared, touched, true, clean, rows, why, whylen);
 }
 
 bool

@@ -43,6 +43,8 @@ typedef struct CutoverParity
 	bool (*prepare)(void *arg, void **handle, char *why, size_t whylen);
 	bool (*run)(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen);
 	void (*free)(void *handle);
+	/* optional, in the preflight of a real cutover: the same comparison before the fence */
+	bool (*before_fence)(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen);
 	/* optional: one line on what run would compare, for the preflight's output */
 	void (*describe)(void *handle, char *buf, size_t len);
 	void *arg;

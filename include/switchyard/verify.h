@@ -43,6 +43,13 @@ bool verify_prepare_now(const CliOptions *options, const char *publication_name,
  */
 bool verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 						 size_t whylen) __attribute__((warn_unused_result));
+/*
+ * Before the fence, with writes still running: the same comparison at a common point (the
+ * agent's applier held there, as verify does), recorded in latest.json, so that the fence has
+ * only the rows touched after it to compare.
+ */
+bool verify_run_before_fence(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows,
+							 char *why, size_t whylen) __attribute__((warn_unused_result));
 void verify_prepared_free(VerifyPrepared *prepared);
 /* One line for the preflight: which tables the final parity would compare by touched keys now. */
 void verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *buf, size_t len);

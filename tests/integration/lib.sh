@@ -998,6 +998,41 @@ _sy_table_shapes() {
 	} | psql_file "$1" - -v exclude="$(_sy_exclude)"
 }
 
+# pgbouncer_write_ini USER: PgBouncer's configuration in $PGB_DIR: database "chat" goes to the
+# source as USER, transaction pooling, admin console for postgres. Sets PGB_INI.
+pgbouncer_write_ini() {
+	PGB_INI=$PGB_DIR/pgbouncer.ini
+	cat >"$PGB_INI" <<INI
+[databases]
+chat = host=$SRC_HOST port=$SRC_PORT dbname=postgres user=$1 pool_size=10
+
+[pgbouncer]
+listen_addr =
+listen_port = $PGB_PORT
+unix_socket_dir = $PGB_DIR
+auth_type = any
+admin_users = postgres
+pool_mode = transaction
+ignore_startup_parameters = extra_float_digits,options
+logfile = $PGB_DIR/pgbouncer.log
+INI
+	chown postgres "$PGB_INI"
+}
+
+# pgbouncer_start USER: a PgBouncer in front of the source (pgbouncer_write_ini USER), run as
+# postgres in the test's temp dir; waits until its admin console answers. Sets PGB_DIR,
+# PGB_PORT, PGB_INI and PGB_ADMIN (the admin console's conninfo).
+pgbouncer_start() {
+	command -v pgbouncer >/dev/null || { echo "# pgbouncer is not installed (scripts/install-deps installs it)"; return 1; }
+	PGB_DIR=$SY_BASE/pgbouncer
+	mkdir -p "$PGB_DIR" && chown postgres "$PGB_DIR" || return 1
+	claim_port && PGB_PORT=$SY_CLAIMED_PORT || return 1
+	pgbouncer_write_ini "$1"
+	bg_start pgbouncer runuser -u postgres -- pgbouncer "$PGB_INI"
+	PGB_ADMIN="host=$PGB_DIR port=$PGB_PORT dbname=pgbouncer user=postgres"
+	wait_for 20 pgbouncer "$PGBIN/psql" -X -d "$PGB_ADMIN" -c "show databases"
+}
+
 # One record per table, NUL-terminated: name, kind, and the COPY statement that reads it in
 # a deterministic order (fields split by \x1f). Identifiers quoted by the server (%I).
 _sy_table_copies() {

@@ -9,33 +9,9 @@ harness_init 240
 
 plan 22
 
-command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 
-# PgBouncer in front of the source, run as postgres in the test's temp dir.
-PGB_DIR=$SY_BASE/pgbouncer
-mkdir -p "$PGB_DIR" && chown postgres "$PGB_DIR"
-claim_port && PGB_PORT=$SY_CLAIMED_PORT
-PGB_INI=$PGB_DIR/pgbouncer.ini
-cat >"$PGB_INI" <<INI
-[databases]
-chat = host=$SRC_HOST port=$SRC_PORT dbname=postgres user=postgres pool_size=10
-
-[pgbouncer]
-listen_addr =
-listen_port = $PGB_PORT
-unix_socket_dir = $PGB_DIR
-auth_type = any
-admin_users = postgres
-pool_mode = transaction
-ignore_startup_parameters = extra_float_digits,options
-logfile = $PGB_DIR/pgbouncer.log
-INI
-chown postgres "$PGB_INI"
-bg_start pgbouncer runuser -u postgres -- pgbouncer "$PGB_INI"
-PGB_ADMIN="host=$PGB_DIR port=$PGB_PORT dbname=pgbouncer user=postgres"
-ok "PgBouncer is up in front of the source" wait_for 20 pgbouncer \
-	"$PGBIN/psql" -X -d "$PGB_ADMIN" -c "show databases"
+ok "PgBouncer is up in front of the source" pgbouncer_start postgres
 
 agent_start_chat
 ok "the agent streams" wait_for 30 'phase "streaming"' eval '[ "$(status_get phase)" = streaming ]'

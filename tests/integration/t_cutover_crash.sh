@@ -29,32 +29,8 @@ ok "servers, the application role chatapp, chat schema and seed, copied to the t
 	bail_out "setup failed"
 
 # PgBouncer in front of the source; its server sessions log in as chatapp.
-PGB_DIR=$SY_BASE/pgbouncer
-mkdir -p "$PGB_DIR" && chown postgres "$PGB_DIR"
-claim_port && PGB_PORT=$SY_CLAIMED_PORT
-PGB_INI=$PGB_DIR/pgbouncer.ini
-write_ini() {
-	cat >"$PGB_INI" <<INI
-[databases]
-chat = host=$SRC_HOST port=$SRC_PORT dbname=postgres user=chatapp pool_size=10
-
-[pgbouncer]
-listen_addr =
-listen_port = $PGB_PORT
-unix_socket_dir = $PGB_DIR
-auth_type = any
-admin_users = postgres
-pool_mode = transaction
-ignore_startup_parameters = extra_float_digits,options
-logfile = $PGB_DIR/pgbouncer.log
-INI
-	chown postgres "$PGB_INI"
-}
-write_ini
-bg_start pgbouncer runuser -u postgres -- pgbouncer "$PGB_INI"
-PGB_ADMIN="host=$PGB_DIR port=$PGB_PORT dbname=pgbouncer user=postgres"
-ok "PgBouncer is up in front of the source" wait_for 20 pgbouncer \
-	"$PGBIN/psql" -X -d "$PGB_ADMIN" -c "show databases"
+write_ini() { pgbouncer_write_ini chatapp; }
+ok "PgBouncer is up in front of the source" pgbouncer_start chatapp
 
 # bouncer_db COLUMN: that column of PgBouncer's SHOW DATABASES line for chat.
 bouncer_db() {
