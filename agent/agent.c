@@ -580,6 +580,7 @@ agent_fill_status(Agent *agent, AgentStatus *status, ReceiverStats *rstats, Appl
 		status->lag_seconds = (double) (pg_timestamp_now() - astats->last_commit_time) / 1e6;
 	status->transactions_applied = astats->transactions;
 	status->changes_applied = astats->changes;
+	status->touched_keys = touched_count(agent->touched);
 	status->spool_bytes = sstats->size_bytes;
 	status->spool_segments = sstats->segments;
 	status->spool_full = sstats->full;

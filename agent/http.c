@@ -1042,6 +1042,9 @@ http_render_metrics(struct evbuffer *out, const AgentStatus *status, const HttpP
 	http_counter_u64(out, "switchyard_changes_applied_total",
 					 "Rows inserted, updated, deleted and tables truncated on the target since the agent started",
 					 status->changes_applied);
+	http_gauge_u64(out, "switchyard_touched_keys",
+				   "Keys of rows written since the last clean verify, which the cutover's parity compares",
+				   status->touched_keys);
 	http_metrics_table_counts(out, counts, ncounts);
 
 	http_gauge_u64(out, "switchyard_spool_bytes", "Size of the spool on disk", status->spool_bytes);

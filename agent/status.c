@@ -130,6 +130,7 @@ status_to_json(const AgentStatus *status, bool pretty)
 	ok &= add(root, "lag_seconds", json_object_new_double(status->lag_seconds), false);
 	ok &= add(root, "transactions_applied", new_count(status->transactions_applied), false);
 	ok &= add(root, "changes_applied", new_count(status->changes_applied), false);
+	ok &= add(root, "touched_keys", new_count(status->touched_keys), false);
 	ok &= add(root, "spool", spool, false);
 	spool = NULL;               /* owned by root now */
 	ok &= add(root, "paused", json_object_new_boolean(status->paused), false);
@@ -328,6 +329,7 @@ status_from_json(const char *text, AgentStatus *out, StatusDocument **document)
 	out->lag_seconds = json_object_get_double(member(doc->root, "lag_seconds"));
 	out->transactions_applied = get_count(doc->root, "transactions_applied");
 	out->changes_applied = get_count(doc->root, "changes_applied");
+	out->touched_keys = get_count(doc->root, "touched_keys");
 	out->spool_bytes = get_count(spool, "bytes");
 	out->spool_segments = get_count(spool, "segments");
 	out->spool_full = get_bool(spool, "full");
@@ -440,6 +442,9 @@ status_print_text(const AgentStatus *status)
 	printf("%-20s %s, %.1f s\n", "lag:", b, status->lag_seconds);
 	printf("%-20s %" PRIu64 " transactions, %" PRIu64 " changes\n", "applied so far:",
 		   status->transactions_applied, status->changes_applied);
+	if (status->running)
+		printf("%-20s %" PRIu64 " rows written since the last verify (the cutover compares these)\n",
+			   "touched keys:", status->touched_keys);
 	format_bytes(status->spool_bytes, b, sizeof(b));
 	printf("%-20s %s in %" PRIu64 " segment%s%s\n", "spool:", b, status->spool_segments,
 		   status->spool_segments == 1 ? "" : "s", status->spool_full ? " (FULL: receiving paused)" : "");

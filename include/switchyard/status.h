@@ -28,6 +28,7 @@ typedef struct AgentStatus
 	double lag_seconds;         /* now - commit time of the last applied transaction, 0 when caught up */
 	uint64_t transactions_applied;
 	uint64_t changes_applied;
+	uint64_t touched_keys;      /* rows written since the last verify, kept for the cutover's parity */
 	uint64_t spool_bytes;
 	uint64_t spool_segments;
 	bool spool_full;

@@ -76,7 +76,7 @@ test_json_has_exactly_the_documented_keys(void **state)
 	static const char *const keys[] = {
 		"phase", "running", "pid", "source", "target", "slot_name", "publication_name",
 		"origin_name", "received_lsn", "flushed_lsn", "applied_lsn", "source_current_lsn",
-		"lag_bytes", "lag_seconds", "transactions_applied", "changes_applied", "spool", "paused",
+		"lag_bytes", "lag_seconds", "transactions_applied", "changes_applied", "touched_keys", "spool", "paused",
 		"source_connected", "target_connected", "last_error", "started_at", "hold_lsn", "held", "copy", "cutover",
 		"guard",
 	};
