@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "switchyard/fileio.h"
 #include "switchyard/state.h"
 
 static char base_dir[64];
@@ -106,7 +107,7 @@ test_save_load_round_trip(void **state)
 	snprintf(path, sizeof(path), "%s/state.pb", state_dir);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	snprintf(path, sizeof(path), "%s/state.pb.tmp", state_dir);
+	snprintf(path, sizeof(path), "%s/state.pb" FILEIO_TEMP_SUFFIX, state_dir);
 	assert_int_not_equal(stat(path, &st), 0);
 
 	assert_true(state_load(state_dir, &loaded));
