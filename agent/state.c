@@ -40,12 +40,18 @@ join_path(const char *dir, const char *name, char *buf, size_t size)
 }
 
 bool
-state_dir_ensure(const char *dir)
+state_dir_ensure(const char *dir, bool *created)
 {
 	struct stat st;
 
+	if (created != NULL)
+		*created = false;
 	if (mkdir(dir, 0700) == 0)
+	{
+		if (created != NULL)
+			*created = true;
 		return true;
+	}
 	if (errno != EEXIST)
 	{
 		log_error("could not create state directory \"%s\": %m", dir);
@@ -266,6 +272,22 @@ state_unlock(int lock_fd)
 	 */
 	if (lock_fd >= 0)
 		close(lock_fd);
+}
+
+void
+state_discard(const char *dir, int lock_fd, bool remove_dir)
+{
+	char path[PATH_MAX];
+	bool removed = state_remove(dir);
+
+	/* the lock goes last, after what it protects */
+	if (removed && remove_dir && join_path(dir, LOCK_FILE, path, sizeof(path)) &&
+		unlink(path) != 0 && errno != ENOENT)
+		log_warning("could not remove lock file \"%s\": %m", path);
+	state_unlock(lock_fd);
+	/* not empty: someone else's files are in it, and they stay */
+	if (removed && remove_dir && rmdir(dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+		log_warning("could not remove state directory \"%s\": %m", dir);
 }
 
 bool

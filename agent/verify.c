@@ -1179,7 +1179,7 @@ verify_json_document(const VerifyContext *ctx, const VerifyTotals *totals)
 static bool
 verify_parity_dir(const VerifyContext *ctx, char *dir, size_t size)
 {
-	if (!state_dir_ensure(ctx->options->state_dir))
+	if (!state_dir_ensure(ctx->options->state_dir, NULL))
 		return false;
 	if ((size_t) snprintf(dir, size, "%s/parity", ctx->options->state_dir) >= size)
 	{
