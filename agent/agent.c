@@ -76,6 +76,7 @@ typedef struct Agent
 	char *snapshot_name;
 	bool copy_wanted;
 	bool copy_restart;
+	bool names_used;              /* a publication or slot may exist under the state's names */
 	bool restore_schema;
 	int64_t last_progress_us;
 	PGconn *monitor;              /* source, normal session: pg_current_wal_lsn() for lag */
@@ -477,6 +478,7 @@ agent_prepare(Agent *agent)
 		if (code != EXIT_OK)
 			goto cleanup;
 		code = EXIT_SOURCE;
+		agent->names_used = true;
 		if (!source_ensure_publication(source, agent->state->publication_name, options->tables) ||
 			!source_drop_slot(source, agent->state->slot_name) ||
 			!source_create_slot_export(repl, agent->state->slot_name, &consistent_point,
@@ -495,6 +497,7 @@ agent_prepare(Agent *agent)
 	if (!agent_check_target_schema(source, target, options->tables))
 		goto cleanup;
 	code = EXIT_SOURCE;
+	agent->names_used = true;
 	if (!source_ensure_publication(source, agent->state->publication_name, options->tables))
 		goto cleanup;
 	if (!source_ensure_slot(repl, source, agent->state->slot_name, &created, &consistent_point))
@@ -1463,6 +1466,8 @@ agent_run(const CliOptions *options)
 {
 	Agent agent = {0};
 	int lock_fd = -1;
+	bool dir_created = false;
+	bool first_run = false;
 	int code = EXIT_INTERNAL;
 
 	agent.options = options;
@@ -1474,7 +1479,7 @@ agent_run(const CliOptions *options)
 		fprintf(stderr, "switchyard: run needs --source and --target (or SWITCHYARD_SOURCE/SWITCHYARD_TARGET)\n");
 		return EXIT_USAGE;
 	}
-	if (!state_dir_ensure(options->state_dir))
+	if (!state_dir_ensure(options->state_dir, &dir_created))
 		return EXIT_INTERNAL;
 	if (!state_lock(options->state_dir, &lock_fd))
 		return EXIT_USAGE;  /* another agent runs on this state directory */
@@ -1516,6 +1521,7 @@ agent_run(const CliOptions *options)
 	if (agent.state == NULL)
 	{
 		/* the names are kept from the start, so a failed first run is continued, not forgotten */
+		first_run = true;
 		if (!agent_new_state(&agent.state) || !state_save(options->state_dir, agent.state))
 			goto cleanup;
 	}
@@ -1527,7 +1533,18 @@ agent_run(const CliOptions *options)
 
 	code = agent_prepare(&agent);
 	if (code != EXIT_OK)
+	{
+		/*
+		 * ... unless there is nothing to continue: refused (a server down, a check failed)
+		 * before any object got the names, a leftover state would only mislead the rerun.
+		 */
+		if (first_run && !agent.names_used)
+		{
+			state_discard(options->state_dir, lock_fd, dir_created);
+			lock_fd = -1;
+		}
 		goto cleanup;
+	}
 	if (!agent_save_state(&agent))
 	{
 		code = EXIT_INTERNAL;
@@ -1585,9 +1602,12 @@ agent_cleanup(const CliOptions *options)
 
 	if (!state_load(options->state_dir, &state))
 		return EXIT_INTERNAL;
+	/* the names of what to drop are in the state only: no state, no connection either */
 	if (state == NULL)
 	{
 		fprintf(stderr, "switchyard: no migration state in \"%s\": nothing to clean up\n", options->state_dir);
+		fprintf(stderr, "Name the migration's directory with --state-dir; a slot left without one is dropped "
+				"with pg_drop_replication_slot() on the source.\n");
 		return EXIT_NO_AGENT;
 	}
 	if (!state_lock(options->state_dir, &lock_fd))

@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "switchyard/conninfo.h"
 #include "switchyard/exitcode.h"
 #include "switchyard/http.h"
 
@@ -188,6 +189,25 @@ value_error(const CliParse *parse, const CliOptionSpec *spec, const char *value,
 	usage_error("invalid value \"%s\" for \"%s\"%s: %s", value,
 				option_label(parse, spec, label, sizeof(label)), where(parse, place, sizeof(place)),
 				why);
+}
+
+/*
+ * A connection string libpq cannot parse is the user's typo, not the server's refusal: a
+ * usage error naming the option. Unlike value_error it does not echo the value, which may
+ * hold a password.
+ */
+static bool
+check_conninfo(const CliParse *parse, const CliOptionSpec *spec, const char *value)
+{
+	char label[64];
+	char place[CLI_ERROR_SIZE];
+	char why[CLI_ERROR_SIZE];
+
+	if (conninfo_check(value, why, sizeof(why)))
+		return true;
+	usage_error("invalid connection string for \"%s\"%s: %s",
+				option_label(parse, spec, label, sizeof(label)), where(parse, place, sizeof(place)), why);
+	return false;
 }
 
 static const CliOptionSpec *
@@ -492,9 +512,9 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 			options->version = flag;
 			return true;
 		case OPT_SOURCE:
-			return replace_string(&options->source, value);
+			return check_conninfo(parse, spec, value) && replace_string(&options->source, value);
 		case OPT_TARGET:
-			return replace_string(&options->target, value);
+			return check_conninfo(parse, spec, value) && replace_string(&options->target, value);
 		case OPT_TABLES:
 			return append_list(parse, spec, &options->tables, value);
 		case OPT_TABLE:
@@ -589,7 +609,7 @@ apply_option(CliParse *parse, const CliOptionSpec *spec, const char *value)
 			options->yes = flag;
 			return true;
 		case OPT_PGBOUNCER:
-			return replace_string(&options->pgbouncer, value);
+			return check_conninfo(parse, spec, value) && replace_string(&options->pgbouncer, value);
 		case OPT_PGBOUNCER_DB:
 			return replace_string(&options->pgbouncer_db, value);
 		case OPT_PGBOUNCER_INI:
@@ -710,23 +730,31 @@ cleanup:
 	return ok;
 }
 
+/* *field from the environment variable name when flags and file left it unset; checked like --source. */
+static bool
+apply_environment_conninfo(const char *name, char **field)
+{
+	const char *value = getenv(name);
+	char why[CLI_ERROR_SIZE];
+
+	if (*field != NULL || value == NULL || value[0] == '\0')
+		return true;
+	if (!conninfo_check(value, why, sizeof(why)))
+	{
+		usage_error("invalid connection string in %s: %s", name, why);
+		return false;
+	}
+	return replace_string(field, value);
+}
+
 static bool
 apply_environment(CliOptions *options)
 {
-	const char *value;
-
 	/* only where --source itself is valid: status must not pick up a conninfo it ignores */
 	if ((find_option_by_id(OPT_SOURCE)->commands & CMD_BIT(options->command)) == 0)
 		return true;
-	value = getenv("SWITCHYARD_SOURCE");
-	if (options->source == NULL && value != NULL && value[0] != '\0' &&
-		!replace_string(&options->source, value))
-		return false;
-	value = getenv("SWITCHYARD_TARGET");
-	if (options->target == NULL && value != NULL && value[0] != '\0' &&
-		!replace_string(&options->target, value))
-		return false;
-	return true;
+	return apply_environment_conninfo("SWITCHYARD_SOURCE", &options->source) &&
+		apply_environment_conninfo("SWITCHYARD_TARGET", &options->target);
 }
 
 /* What each command needs once flags, file and environment are all in. */

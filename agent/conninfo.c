@@ -140,3 +140,24 @@ conninfo_result_error(const PGresult *result)
 {
 	return conninfo_one_line(PQresultErrorMessage(result));
 }
+
+bool
+conninfo_check(const char *conninfo, char *why, size_t whylen)
+{
+	PQconninfoOption *options = NULL;
+	char *errmsg = NULL;
+
+	/* libpq's own rule for expand_dbname: anything else is a database name */
+	if (strchr(conninfo, '=') == NULL && strncmp(conninfo, "postgresql://", 13) != 0 &&
+		strncmp(conninfo, "postgres://", 11) != 0)
+		return true;
+	options = PQconninfoParse(conninfo, &errmsg);
+	if (options != NULL)
+	{
+		PQconninfoFree(options);
+		return true;
+	}
+	snprintf(why, whylen, "%s", conninfo_one_line(errmsg != NULL ? errmsg : "out of memory"));
+	PQfreemem(errmsg);
+	return false;
+}

@@ -23,6 +23,7 @@
 
 #include "switchyard/conninfo.h"
 #include "switchyard/fence.h"
+#include "switchyard/fileio.h"
 #include "switchyard/log.h"
 
 #define CUTOVER_DEFAULT_MAX_PAUSE_MS 5000
@@ -129,28 +130,10 @@ static bool
 cutover_write_json(const char *dir, const char *name, json_object *root)
 {
 	char path[1024];
-	char temp[1100];
-	const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-													  JSON_C_TO_STRING_NOSLASHESCAPE);
-	FILE *file;
-	bool ok;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	snprintf(temp, sizeof(temp), "%s.tmp", path);
-	file = fopen(temp, "w");
-	if (file == NULL)
-	{
-		log_error("could not write \"%s\": %m", temp);
-		return false;
-	}
-	ok = fputs(text, file) >= 0 && fputc('\n', file) != EOF && fflush(file) == 0 && fsync(fileno(file)) == 0;
-	ok = (fclose(file) == 0) && ok;
-	if (!ok || rename(temp, path) != 0)
-	{
-		log_error("could not write \"%s\": %m", path);
-		return false;
-	}
-	return true;
+	return fileio_write_text(path, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+																  JSON_C_TO_STRING_NOSLASHESCAPE), 0600);
 }
 
 static const char *
@@ -536,23 +519,6 @@ cutover_read_file(const char *path)
 	return text;
 }
 
-static bool
-cutover_write_file(const char *path, const char *text, mode_t mode)
-{
-	char temp[1100];
-	int fd;
-	size_t len = strlen(text);
-	bool ok;
-
-	snprintf(temp, sizeof(temp), "%s.switchyard-tmp", path);
-	fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return false;
-	ok = write(fd, text, len) == (ssize_t) len && fsync(fd) == 0;
-	ok = close(fd) == 0 && ok;
-	return ok && rename(temp, path) == 0;
-}
-
 /* ---- the steps --------------------------------------------------------------------------- */
 
 static void
@@ -793,7 +759,8 @@ cutover_preflight(Cutover *cutover)
 		/* the backup is written now, outside the fence */
 		ini = cutover_read_file(cutover->pgbouncer_ini);
 		snprintf(cutover->ini_backup, sizeof(cutover->ini_backup), "%s.switchyard-backup", cutover->pgbouncer_ini);
-		if (ini == NULL || (!cutover->options.dry_run && !cutover_write_file(cutover->ini_backup, ini, 0600)))
+		if (ini == NULL ||
+			(!cutover->options.dry_run && !fileio_write_atomic(cutover->ini_backup, ini, strlen(ini), 0600)))
 		{
 			free(ini);
 			cutover_fail(cutover, "could not keep a backup of \"%s\"", cutover->pgbouncer_ini);
@@ -1106,7 +1073,7 @@ cutover_switch(Cutover *cutover)
 	}
 	cutover->ini_rewritten = true;
 	cutover_persist(cutover, CUTOVER_SWITCH);
-	if (!cutover_write_file(cutover->pgbouncer_ini, rewritten, 0644))
+	if (!fileio_write_atomic(cutover->pgbouncer_ini, rewritten, strlen(rewritten), 0644))
 	{
 		cutover_fail(cutover, "could not write \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
 		goto cleanup;
@@ -1172,7 +1139,7 @@ cutover_rollback(Cutover *cutover)
 	{
 		char *backup = cutover_read_file(cutover->ini_backup);
 
-		if (backup == NULL || !cutover_write_file(cutover->pgbouncer_ini, backup, 0644))
+		if (backup == NULL || !fileio_write_atomic(cutover->pgbouncer_ini, backup, strlen(backup), 0644))
 		{
 			log_error("cutover: could not restore \"%s\" from \"%s\": restore it by hand and RELOAD PgBouncer",
 					  cutover->pgbouncer_ini, cutover->ini_backup);
@@ -1600,7 +1567,7 @@ cutover_recover_rollback(const char *state_dir, const char *source_conninfo, jso
 		const char *backup = cutover_json_string(root, "ini_backup");
 		char *text = backup != NULL ? cutover_read_file(backup) : NULL;
 
-		if (ini == NULL || text == NULL || !cutover_write_file(ini, text, 0644))
+		if (ini == NULL || text == NULL || !fileio_write_atomic(ini, text, strlen(text), 0644))
 		{
 			log_error("could not restore PgBouncer's configuration \"%s\" from \"%s\"", ini != NULL ? ini : "?",
 					  backup != NULL ? backup : "(no backup)");

@@ -9,25 +9,22 @@
 #include "switchyard/guard.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
 #include <libpq-fe.h>
 
 #include "switchyard/conninfo.h"
+#include "switchyard/fileio.h"
 #include "switchyard/log.h"
 
 #define GUARD_FILE "guard.json"
-#define GUARD_TEMP_FILE "guard.json.tmp"
 #define GUARD_MAX_FILE_SIZE (4 * 1024 * 1024)
 #define GUARD_DEFAULT_POLL_MS 2000
 #define GUARD_RECONNECT_MS 10000
@@ -480,80 +477,23 @@ guard_record_to_json(const GuardRecord *record)
 	return root;
 }
 
-static bool
-guard_write_all(int fd, const char *data, size_t length, const char *path)
-{
-	while (length > 0)
-	{
-		ssize_t written = write(fd, data, length);
-
-		if (written < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			log_error("could not write file \"%s\": %m", path);
-			return false;
-		}
-		data += written;
-		length -= (size_t) written;
-	}
-	return true;
-}
-
 bool
 guard_record_save(const char *state_dir, const GuardRecord *record)
 {
 	char path[PATH_MAX];
-	char temp_path[PATH_MAX];
 	json_object *root = NULL;
-	const char *text;
-	int fd = -1;
-	int dir_fd = -1;
-	bool ok = false;
+	bool ok;
 
-	if (!guard_join_path(state_dir, GUARD_FILE, path, sizeof(path)) ||
-		!guard_join_path(state_dir, GUARD_TEMP_FILE, temp_path, sizeof(temp_path)))
-		goto cleanup;
+	if (!guard_join_path(state_dir, GUARD_FILE, path, sizeof(path)))
+		return false;
 	root = guard_record_to_json(record);
 	if (root == NULL)
 	{
 		log_error("out of memory");
-		goto cleanup;
+		return false;
 	}
-	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-	{
-		log_error("could not create file \"%s\": %m", temp_path);
-		goto cleanup;
-	}
-	if (!guard_write_all(fd, text, strlen(text), temp_path) || !guard_write_all(fd, "\n", 1, temp_path))
-		goto cleanup;
-	if (fsync(fd) != 0)
-	{
-		log_error("could not fsync file \"%s\": %m", temp_path);
-		goto cleanup;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(temp_path, path) != 0)
-	{
-		log_error("could not rename file \"%s\" to \"%s\": %m", temp_path, path);
-		goto cleanup;
-	}
-	/* the rename is durable only once the directory entry is */
-	dir_fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir_fd < 0 || fsync(dir_fd) != 0)
-	{
-		log_error("could not fsync directory \"%s\": %m", state_dir);
-		goto cleanup;
-	}
-	ok = true;
-cleanup:
-	if (fd >= 0)
-		close(fd);
-	if (dir_fd >= 0)
-		close(dir_fd);
+	ok = fileio_write_text(path, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+																JSON_C_TO_STRING_SPACED), 0600);
 	json_object_put(root);
 	return ok;
 }

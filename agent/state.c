@@ -16,10 +16,11 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "switchyard/fileio.h"
 #include "switchyard/log.h"
 
 #define STATE_FILE "state.pb"
-#define STATE_TEMP_FILE "state.pb.tmp"
+#define STATE_TEMP_FILE "state.pb" FILEIO_TEMP_SUFFIX
 #define LOCK_FILE "agent.lock"
 /* A state file is a few hundred bytes plus the table list; anything huge is not ours. */
 #define STATE_MAX_SIZE (64 * 1024 * 1024)
@@ -39,12 +40,18 @@ join_path(const char *dir, const char *name, char *buf, size_t size)
 }
 
 bool
-state_dir_ensure(const char *dir)
+state_dir_ensure(const char *dir, bool *created)
 {
 	struct stat st;
 
+	if (created != NULL)
+		*created = false;
 	if (mkdir(dir, 0700) == 0)
+	{
+		if (created != NULL)
+			*created = true;
 		return true;
+	}
 	if (errno != EEXIST)
 	{
 		log_error("could not create state directory \"%s\": %m", dir);
@@ -63,104 +70,25 @@ state_dir_ensure(const char *dir)
 	return true;
 }
 
-static bool
-write_all(int fd, const uint8_t *data, size_t length, const char *path)
-{
-	while (length > 0)
-	{
-		ssize_t written = write(fd, data, length);
-
-		if (written < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			log_error("could not write file \"%s\": %m", path);
-			return false;
-		}
-		data += written;
-		length -= (size_t) written;
-	}
-	return true;
-}
-
-/* The rename is durable only once the directory entry itself is on disk. */
-static bool
-fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	bool ok = false;
-
-	if (fd < 0)
-	{
-		log_error("could not open directory \"%s\": %m", dir);
-		return false;
-	}
-	if (fsync(fd) != 0)
-		log_error("could not fsync directory \"%s\": %m", dir);
-	else
-		ok = true;
-	close(fd);
-	return ok;
-}
-
 bool
 state_save(const char *dir, const AgentState *state)
 {
 	char path[PATH_MAX];
-	char temp_path[PATH_MAX];
 	uint8_t *buffer = NULL;
 	size_t length;
-	int fd = -1;
 	bool ok = false;
 
-	temp_path[0] = '\0';
-	if (!join_path(dir, STATE_FILE, path, sizeof(path)) ||
-		!join_path(dir, STATE_TEMP_FILE, temp_path, sizeof(temp_path)))
-		goto cleanup;
-
+	if (!join_path(dir, STATE_FILE, path, sizeof(path)))
+		return false;
 	length = agent_state__get_packed_size(state);
 	buffer = malloc(length > 0 ? length : 1);
 	if (buffer == NULL)
 	{
 		log_error("out of memory");
-		goto cleanup;
+		return false;
 	}
 	agent_state__pack(state, buffer);
-
-	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-	{
-		log_error("could not create file \"%s\": %m", temp_path);
-		goto cleanup;
-	}
-	if (!write_all(fd, buffer, length, temp_path))
-		goto cleanup;
-	if (fsync(fd) != 0)
-	{
-		log_error("could not fsync file \"%s\": %m", temp_path);
-		goto cleanup;
-	}
-	if (close(fd) != 0)
-	{
-		fd = -1;
-		log_error("could not close file \"%s\": %m", temp_path);
-		goto cleanup;
-	}
-	fd = -1;
-	if (rename(temp_path, path) != 0)
-	{
-		log_error("could not rename file \"%s\" to \"%s\": %m", temp_path, path);
-		goto cleanup;
-	}
-	if (!fsync_dir(dir))
-		goto cleanup;
-	ok = true;
-
-cleanup:
-	if (fd >= 0)
-		close(fd);
-	if (!ok && temp_path[0] != '\0')
-		unlink(temp_path);
+	ok = fileio_write_atomic(path, (const char *) buffer, length, 0600);
 	free(buffer);
 	return ok;
 }
@@ -344,6 +272,22 @@ state_unlock(int lock_fd)
 	 */
 	if (lock_fd >= 0)
 		close(lock_fd);
+}
+
+void
+state_discard(const char *dir, int lock_fd, bool remove_dir)
+{
+	char path[PATH_MAX];
+	bool removed = state_remove(dir);
+
+	/* the lock goes last, after what it protects */
+	if (removed && remove_dir && join_path(dir, LOCK_FILE, path, sizeof(path)) &&
+		unlink(path) != 0 && errno != ENOENT)
+		log_warning("could not remove lock file \"%s\": %m", path);
+	state_unlock(lock_fd);
+	/* not empty: someone else's files are in it, and they stay */
+	if (removed && remove_dir && rmdir(dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
+		log_warning("could not remove state directory \"%s\": %m", dir);
 }
 
 bool

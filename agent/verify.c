@@ -28,6 +28,7 @@
 #include "switchyard/conninfo.h"
 #include "switchyard/control.h"
 #include "switchyard/exitcode.h"
+#include "switchyard/fileio.h"
 #include "switchyard/log.h"
 #include "switchyard/lsn.h"
 #include "switchyard/parity.h"
@@ -1175,59 +1176,10 @@ verify_json_document(const VerifyContext *ctx, const VerifyTotals *totals)
 	return root;
 }
 
-/* Writes text to path through a temporary file and a rename, mode 0600. */
-static bool
-verify_write_file(const char *path, const char *text)
-{
-	char temp[PATH_MAX + 16];
-	size_t length = strlen(text);
-	size_t done = 0;
-	int fd;
-	bool ok = false;
-
-	snprintf(temp, sizeof(temp), "%s.tmp", path);
-	fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-	{
-		log_error("could not create file \"%s\": %m", temp);
-		return false;
-	}
-	while (done < length)
-	{
-		ssize_t n = write(fd, text + done, length - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-		{
-			log_error("could not write file \"%s\": %m", temp);
-			goto cleanup;
-		}
-		done += (size_t) n;
-	}
-	if (write(fd, "\n", 1) != 1 || fsync(fd) != 0)
-	{
-		log_error("could not write file \"%s\": %m", temp);
-		goto cleanup;
-	}
-	ok = true;
-
-cleanup:
-	close(fd);
-	if (ok && rename(temp, path) != 0)
-	{
-		log_error("could not rename file \"%s\" to \"%s\": %m", temp, path);
-		ok = false;
-	}
-	if (!ok)
-		unlink(temp);
-	return ok;
-}
-
 static bool
 verify_parity_dir(const VerifyContext *ctx, char *dir, size_t size)
 {
-	if (!state_dir_ensure(ctx->options->state_dir))
+	if (!state_dir_ensure(ctx->options->state_dir, NULL))
 		return false;
 	if ((size_t) snprintf(dir, size, "%s/parity", ctx->options->state_dir) >= size)
 	{
@@ -1307,7 +1259,7 @@ verify_update_latest(const VerifyContext *ctx, const char *dir)
 	}
 	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 										  JSON_C_TO_STRING_NOSLASHESCAPE);
-	ok = text != NULL && verify_write_file(path, text);
+	ok = text != NULL && fileio_write_text(path, text, 0600);
 
 cleanup:
 	if (!ok)
@@ -1508,7 +1460,7 @@ verify_report(VerifyContext *ctx)
 		log_error("out of memory");
 		goto cleanup;
 	}
-	if (ctx->report_path[0] && !verify_write_file(ctx->report_path, text))
+	if (ctx->report_path[0] && !fileio_write_text(ctx->report_path, text, 0600))
 		ctx->report_path[0] = '\0';
 	files_ok = ctx->report_path[0] != '\0' && verify_update_latest(ctx, dir);
 	if (ctx->quiet)

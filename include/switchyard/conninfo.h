@@ -24,6 +24,13 @@ typedef enum ConnKind
  */
 PGconn *conninfo_connect(const char *conninfo, ConnKind kind, const char *role, const char *what);
 
+/*
+ * Whether conninfo parses as libpq reads it when connecting (a bare word is a database name);
+ * when not, *why holds libpq's parse error as one line. Never echoes the string itself: it may
+ * hold a password.
+ */
+bool conninfo_check(const char *conninfo, char *why, size_t whylen) __attribute__((warn_unused_result));
+
 /* The conninfo with any password removed, for logs and status; caller frees. */
 char *conninfo_redact(const char *conninfo);
 

@@ -3,14 +3,16 @@
 # hint or detail line) that names what is wrong, and its own exit status: 2 bad usage or
 # configuration file, 3 source, 4 target, 7 no agent or no state (include/switchyard/exitcode.h).
 # Covered: no or unknown command, unknown option, missing or invalid value, an option another
-# command takes, a stray argument, what run and cutover need, the configuration file (missing,
-# unknown key, syntax, bad value), an unreachable server and a wrong password on either side
-# (and the password never echoed), and status, stop, pause, resume, cutover, verify and cleanup
-# without a running agent or state directory.
+# command takes, a stray argument, what run and cutover need, a connection string libpq cannot
+# parse (a usage error, not a server's), the configuration file (missing, unknown key, syntax,
+# bad value), an unreachable server and a wrong password on either side (and the password never
+# echoed, and no state directory left behind to confuse the corrected rerun), and status, stop,
+# pause, resume, cutover, verify and cleanup without a running agent or state directory
+# (cleanup then connects to nothing).
 . "$(dirname "$0")/lib.sh"
 harness_init 120
 
-plan 32
+plan 43
 
 # cli_error DESC STATUS ERE ARG...: "switchyard ARG..." exits STATUS, prints at most two
 # non-empty lines (stdout and stderr together), the first of which matches ERE.
@@ -51,6 +53,15 @@ cli_error "cutover with only part of the PgBouncer settings" 2 '--pgbouncer.*tog
 	cutover --pgbouncer "host=/tmp port=6432 dbname=pgbouncer"
 cli_error "the dashboard off loopback without a token" 2 'not a loopback address.*--http-token' \
 	run --source x --target y --http 0.0.0.0:9187
+cli_error "a malformed --source connection string, with libpq's reason" 2 \
+	'invalid connection string for "--source": missing "=" after "port"' \
+	run --source "host=x password=Not-Shown-7f port" --target y --state-dir "$SY_BASE/st-malformed"
+ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep -qF -- Not-Shown-7f'
+ok "... and no state directory is created" test ! -e "$SY_BASE/st-malformed"
+cli_error "a malformed --target connection string" 2 'invalid connection string for "--target": unterminated quoted string' \
+	run --source x --target "host='y" --state-dir "$SY_BASE/st-malformed-target"
+cli_error "a bare word is a database name, not a malformed string" 3 'could not connect to the source' \
+	run --source no_such_db_7f --target y --state-dir "$SY_BASE/st-bare"
 
 # ---- the configuration file -------------------------------------------------------------------------
 CONF=$SY_BASE/conf
@@ -66,6 +77,10 @@ cli_error "a line that is not key = value, with its line" 2 'syntax error in ".*
 	run --config "$CONF/syntax.conf"
 cli_error "an invalid value in the configuration file, with its line" 2 'invalid value "many" for "jobs" in ".*value.conf" line 3' \
 	run --config "$CONF/value.conf"
+printf 'target = host=b\nsource = host=a port\n' >"$CONF/conninfo.conf"
+cli_error "a malformed connection string in the configuration file, with its line" 2 \
+	'invalid connection string for "source" in ".*conninfo.conf" line 2: missing "="' \
+	run --config "$CONF/conninfo.conf"
 
 # ---- servers ---------------------------------------------------------------------------------------
 ok "a source and a target that take passwords over TCP" eval '
@@ -86,8 +101,14 @@ DEAD="host=127.0.0.1 port=$SY_CLAIMED_PORT dbname=postgres user=sy_admin"
 
 cli_error "an unreachable source names it" 3 "could not connect to the source.*$SY_CLAIMED_PORT" \
 	run --source "$DEAD" --target "$DST_TCP" --state-dir "$SY_BASE/st-src-down" --no-copy
+ok "... and leaves no state directory behind" test ! -e "$SY_BASE/st-src-down"
+mkdir "$SY_BASE/st-own"
+cli_error "an unreachable source, the state directory made by the user" 3 "could not connect to the source" \
+	run --source "$DEAD" --target "$DST_TCP" --state-dir "$SY_BASE/st-own" --no-copy
+ok "... which stays, without a migration state in it" eval '[ -d "$SY_BASE/st-own" ] && [ ! -e "$SY_BASE/st-own/state.pb" ]'
 cli_error "an unreachable target names it" 4 "could not connect to the target.*$SY_CLAIMED_PORT" \
 	run --source "$SRC_TCP" --target "$DEAD" --state-dir "$SY_BASE/st-dst-down" --no-copy
+ok "... and leaves no state directory behind" test ! -e "$SY_BASE/st-dst-down"
 cli_error "a wrong source password" 3 'source.*password authentication failed for user "sy_admin"' \
 	run --source "$SRC_TCP-wrong" --target "$DST_TCP" --state-dir "$SY_BASE/st-src-pw" --no-copy
 ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep -qF -- "$SRC_PW"'
@@ -104,5 +125,7 @@ cli_error "pause without an agent" 7 'no agent is running' pause --state-dir "$N
 cli_error "resume without an agent" 7 'no agent is running' resume --state-dir "$NOSTATE"
 cli_error "cutover without an agent" 7 'no agent is running' cutover --state-dir "$NOSTATE" --dry-run
 cli_error "cleanup without state" 7 'no migration state in ".*no-such-state"' cleanup --state-dir "$NOSTATE"
+cli_error "cleanup without state connects to no server" 7 'no migration state in ".*no-such-state": nothing to clean up' \
+	cleanup --state-dir "$NOSTATE" --source "$DEAD" --target "$DEAD"
 cli_error "verify without state" 7 'no migration state in ".*no-such-state"' \
 	verify --state-dir "$NOSTATE" --source "$SRC_TCP" --target "$DST_TCP"

@@ -179,6 +179,37 @@ test_run_needs_source_and_target(void **state)
 }
 
 static void
+test_malformed_conninfo_is_a_usage_error(void **state)
+{
+	char *source[] = {"switchyard", "run", "--source", "host=x password=Hidden-1 port", "--target", "t"};
+	char *target[] = {"switchyard", "run", "--source", "s", "--target", "host='y"};
+	char *pgbouncer[] = {"switchyard", "cutover", "--pgbouncer", "host=a x", "--pgbouncer-db", "d",
+		"--pgbouncer-ini", "f"};
+	char *from_env[] = {"switchyard", "run", "--target", "t"};
+
+	assert_usage_error(ARGC(source), source,
+					   "invalid connection string for \"--source\": missing \"=\" after \"port\"");
+	/* the string may hold a password: it is not echoed */
+	assert_null(strstr(last_error, "Hidden-1"));
+	assert_usage_error(ARGC(target), target, "invalid connection string for \"--target\": unterminated");
+	assert_usage_error(ARGC(pgbouncer), pgbouncer, "invalid connection string for \"--pgbouncer\"");
+	setenv("SWITCHYARD_SOURCE", "host=x port", 1);
+	assert_usage_error(ARGC(from_env), from_env, "invalid connection string in SWITCHYARD_SOURCE");
+}
+
+static void
+test_conninfo_forms_libpq_accepts(void **state)
+{
+	char *bare[] = {"switchyard", "run", "--source", "appdb", "--target", "postgresql://u@h/db?sslmode=require"};
+	CliOptions options;
+
+	/* a bare word is a database name; a URI is a connection string */
+	assert_true(parse(ARGC(bare), bare, &options));
+	assert_string_equal(options.source, "appdb");
+	cli_options_free(&options);
+}
+
+static void
 test_status_parses_json(void **state)
 {
 	char *argv[] = {"switchyard", "status", "--json", "--state-dir", "d"};
@@ -709,6 +740,8 @@ main(void)
 		cmocka_unit_test_teardown(test_run_defaults, teardown),
 		cmocka_unit_test_teardown(test_guard_mode, teardown),
 		cmocka_unit_test_teardown(test_run_needs_source_and_target, teardown),
+		cmocka_unit_test_teardown(test_malformed_conninfo_is_a_usage_error, teardown),
+		cmocka_unit_test_teardown(test_conninfo_forms_libpq_accepts, teardown),
 		cmocka_unit_test_teardown(test_status_parses_json, teardown),
 		cmocka_unit_test_teardown(test_verify_parses_its_options, teardown),
 		cmocka_unit_test_teardown(test_cutover_parses_its_options, teardown),

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "switchyard/fileio.h"
 #include "switchyard/state.h"
 
 static char base_dir[64];
@@ -43,13 +44,16 @@ static void
 test_dir_ensure_creates_private_directory(void **state)
 {
 	struct stat st;
+	bool created = false;
 
-	assert_true(state_dir_ensure(state_dir));
+	assert_true(state_dir_ensure(state_dir, &created));
+	assert_true(created);
 	assert_int_equal(stat(state_dir, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0700);
-	/* a second time is fine */
-	assert_true(state_dir_ensure(state_dir));
+	/* a second time is fine, and says it found the directory */
+	assert_true(state_dir_ensure(state_dir, &created));
+	assert_false(created);
 }
 
 static void
@@ -59,7 +63,7 @@ test_dir_ensure_refuses_a_file(void **state)
 
 	assert_true(fd >= 0);
 	close(fd);
-	assert_false(state_dir_ensure(state_dir));
+	assert_false(state_dir_ensure(state_dir, NULL));
 }
 
 static void
@@ -69,7 +73,7 @@ test_load_without_state_gives_null(void **state)
 
 	assert_true(state_load(state_dir, &loaded));
 	assert_null(loaded);
-	assert_true(state_dir_ensure(state_dir));
+	assert_true(state_dir_ensure(state_dir, NULL));
 	assert_true(state_load(state_dir, &loaded));
 	assert_null(loaded);
 }
@@ -97,7 +101,7 @@ test_save_load_round_trip(void **state)
 	saved.n_tables = 2;
 	saved.tables = tables;
 
-	assert_true(state_dir_ensure(state_dir));
+	assert_true(state_dir_ensure(state_dir, NULL));
 	assert_true(state_save(state_dir, &saved));
 	/* a second save replaces the first */
 	saved.applied_lsn = UINT64_C(0x16B374D848);
@@ -106,7 +110,7 @@ test_save_load_round_trip(void **state)
 	snprintf(path, sizeof(path), "%s/state.pb", state_dir);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	snprintf(path, sizeof(path), "%s/state.pb.tmp", state_dir);
+	snprintf(path, sizeof(path), "%s/state.pb" FILEIO_TEMP_SUFFIX, state_dir);
 	assert_int_not_equal(stat(path, &st), 0);
 
 	assert_true(state_load(state_dir, &loaded));
@@ -140,7 +144,7 @@ test_corrupt_state_is_an_error(void **state)
 	char path[256];
 	FILE *file;
 
-	assert_true(state_dir_ensure(state_dir));
+	assert_true(state_dir_ensure(state_dir, NULL));
 	snprintf(path, sizeof(path), "%s/state.pb", state_dir);
 	file = fopen(path, "w");
 	assert_non_null(file);
@@ -157,7 +161,7 @@ test_lock_is_exclusive(void **state)
 	int second = -1;
 	int pid = 0;
 
-	assert_true(state_dir_ensure(state_dir));
+	assert_true(state_dir_ensure(state_dir, NULL));
 	assert_false(state_lock_is_held(state_dir, &pid));
 	assert_true(state_lock(state_dir, &first));
 	assert_true(first >= 0);
@@ -172,6 +176,46 @@ test_lock_is_exclusive(void **state)
 	state_unlock(second);
 }
 
+/* A first run that created nothing on the servers leaves nothing behind. */
+static void
+test_discard_removes_what_the_run_created(void **state)
+{
+	AgentState saved = AGENT_STATE__INIT;
+	struct stat st;
+	bool created = false;
+	int lock_fd = -1;
+
+	saved.slot_name = "switchyard_0a0b0c0d";
+	assert_true(state_dir_ensure(state_dir, &created));
+	assert_true(state_lock(state_dir, &lock_fd));
+	assert_true(state_save(state_dir, &saved));
+	state_discard(state_dir, lock_fd, created);
+	assert_int_not_equal(stat(state_dir, &st), 0);
+}
+
+static void
+test_discard_keeps_a_directory_it_found(void **state)
+{
+	AgentState saved = AGENT_STATE__INIT;
+	AgentState *loaded = NULL;
+	struct stat st;
+	bool created = true;
+	int lock_fd = -1;
+	int pid = 0;
+
+	saved.slot_name = "switchyard_0a0b0c0d";
+	assert_int_equal(mkdir(state_dir, 0700), 0);
+	assert_true(state_dir_ensure(state_dir, &created));
+	assert_false(created);
+	assert_true(state_lock(state_dir, &lock_fd));
+	assert_true(state_save(state_dir, &saved));
+	state_discard(state_dir, lock_fd, created);
+	assert_int_equal(stat(state_dir, &st), 0);
+	assert_true(state_load(state_dir, &loaded));
+	assert_null(loaded);
+	assert_false(state_lock_is_held(state_dir, &pid));
+}
+
 int
 main(void)
 {
@@ -182,6 +226,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_save_load_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_state_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_is_exclusive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_removes_what_the_run_created, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_discard_keeps_a_directory_it_found, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
