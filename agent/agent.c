@@ -834,6 +834,13 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 		response->message = strdup("the initial copy has not finished: cutover refused");
 		return;
 	}
+	if (agent->verify_pid > 0 && request != NULL && !request->dry_run)
+	{
+		/* it holds the applier at its own points and writes the results the cutover reads */
+		response->message = strdup("a periodic verify (--verify-every) is running: run the cutover again when "
+								   "it has ended (the agent's log says \"periodic verify: ...\")");
+		return;
+	}
 
 	if (request == NULL)
 	{
