@@ -41,7 +41,12 @@
 
 #define AGENT_TICK_MS 100
 #define AGENT_SOURCE_POLL_MS 1000
-#define AGENT_STATE_SAVE_MS 5000
+/*
+ * The saved positions only inform `status` while no agent runs (a restart goes by the spool
+ * and the target's replication origin), and a save (two fsyncs, 5-15 ms under load) stalls
+ * the receiver, which shares this thread: seldom, then.
+ */
+#define AGENT_STATE_SAVE_MS 60000
 #define AGENT_HOLD_MAX_US (INT64_C(30) * 60 * 1000000)
 
 typedef struct Agent
