@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "switchyard/apply_group.h"
 #include "switchyard/apply_sql.h"
 #include "switchyard/log.h"
 #include "switchyard/pgoutput.h"
@@ -31,9 +32,7 @@
 #define APPLY_MAX_STATEMENTS 2000      /* prepared statements per session before DEALLOCATE ALL */
 #define APPLY_CONNECT_TIMEOUT_US INT64_C(30000000)
 #define APPLY_MISSING_ROW_LOG_US INT64_C(10000000)
-#define APPLY_GROUP_ROWS 64            /* rows of consecutive inserts or updates in one statement */
-#define APPLY_GROUP_BYTES (256 * 1024)
-#define APPLY_MAX_PARAMS 65535         /* the protocol's limit per statement */
+#define APPLY_OPEN_GROUPS 16           /* row groups open at once, each of one relation and kind */
 
 typedef enum ApplyOutcome
 {
@@ -67,6 +66,9 @@ typedef struct ApplyRelation
 	int32_t *typmods;
 	char **type_names;         /* the target's column types, for multi-row UPDATE casts */
 	bool resolved;             /* looked up on the target during this session */
+	bool ordered;              /* the target fires triggers or rules on replicated rows: no reordering */
+	int insert_group;          /* its open groups in Applier.groups, or -1 */
+	int update_group;
 	size_t counter;            /* its entry in Applier.counters */
 	ApplySqlTable table;
 } ApplyRelation;
@@ -209,26 +211,11 @@ struct Applier
 	uint64_t missing_rows_suppressed;
 
 	/*
-	 * Consecutive inserts (or key-matched updates of distinct rows) of one relation and
-	 * column set, copied here and sent as one multi-row statement.
+	 * Rows waiting to be sent as multi-row statements, per relation: its updates, and its
+	 * inserts deferred after them (apply_before_change says why that order is safe).
 	 */
-	ApplyRelation *group_rel;
-	char group_kind;           /* 'I' or 'U' */
-	uint8_t *group_roles;      /* the shared plan's roles (ncols) */
-	size_t group_roles_cap;
-	uint64_t group_keys[APPLY_GROUP_ROWS];  /* hashes of the updated rows' keys */
-	int group_rows;
-	int group_width;           /* parameters per row */
-	bool group_binary;
-	Lsn group_first_lsn;
-	char *group_data;
-	size_t group_len;
-	size_t group_cap;
-	size_t *group_offsets;     /* per parameter into group_data; SIZE_MAX for NULL */
-	int *group_lengths;
-	int *group_formats;
-	const char **group_values;
-	size_t group_param_cap;
+	ApplyGroup groups[APPLY_OPEN_GROUPS];
+	int ordered_group;         /* an open group of an ordered relation, or -1 */
 };
 
 /* Sent often and identical every time: prepared once per session. */
@@ -439,6 +426,8 @@ apply_relation_new(Applier *a, const PgoutputMessage *m)
 	if (rel == NULL)
 		return NULL;
 	rel->relid = m->relation.relid;
+	rel->insert_group = -1;
+	rel->update_group = -1;
 	rel->generation = ++a->next_generation;
 	rel->replident = m->relation.replident;
 	rel->ncols = ncols;
@@ -1055,6 +1044,7 @@ apply_prepare_control(Applier *a)
 /* ---- target transactions ---------------------------------------------------------------- */
 
 static bool apply_flush_group(Applier *a) __attribute__((warn_unused_result));
+static void apply_discard_groups(Applier *a);
 
 static bool
 apply_open_batch(Applier *a)
@@ -1146,8 +1136,7 @@ apply_commit_batch(Applier *a)
 static bool
 apply_rollback_batch(Applier *a)
 {
-	a->group_rows = 0;
-	a->group_rel = NULL;
+	apply_discard_groups(a);
 	if (a->batch_open)
 	{
 		if (!apply_send_simple(a, APPLY_OP_ROLLBACK, "ROLLBACK", NULL) || !apply_send_sync(a))
@@ -1199,7 +1188,11 @@ static const char apply_catalog_sql[] =
 	"        WHERE k.castsource = t.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b'"
 	"        AND k.castcontext = 'i'))))"
 	"  FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.typ"
-	"  WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))) AS has_equality "
+	"  WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))) AS has_equality, "
+	" EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled IN ('A', 'R')"
+	"   AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid))))"
+	" OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid"
+	"   AND w.ev_enabled IN ('A', 'R')) AS fires "
 	"FROM pg_catalog.pg_class c "
 	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	"LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
@@ -1251,6 +1244,11 @@ apply_resolve(Applier *a, ApplyRelation *rel, Lsn lsn)
 		goto cleanup;
 	}
 	rel->table.partitioned = (PQgetvalue(res, 0, 0)[0] == 'p');
+	/* triggers or rules enabled for replicas would see rows out of order if we regrouped */
+	rel->ordered = (PQgetvalue(res, 0, 4)[0] == 't');
+	if (rel->ordered)
+		log_info("the target fires triggers or rules on %s in replica mode: its changes keep their order",
+				 rel->display);
 	for (uint16_t i = 0; i < rel->ncols; i++)
 	{
 		ApplySqlColumn *column = &rel->columns[i];
@@ -1463,102 +1461,108 @@ apply_relation_for(Applier *a, uint32_t relid, Lsn lsn, bool *fatal)
 	return rel;
 }
 
-/* Sends the grouped rows as one INSERT ... VALUES (...), (...) or UPDATE ... FROM (VALUES ...). */
+/* Sends one open group as one INSERT ... VALUES (...), (...) or UPDATE ... FROM (VALUES ...). */
 static bool
-apply_flush_group(Applier *a)
+apply_send_group(Applier *a, int slot)
 {
-	ApplyRelation *rel = a->group_rel;
-	int rows = a->group_rows;
-	int nparams = rows * a->group_width;
-	ApplySqlPlan plan = {.kind = (ApplySqlKind) a->group_kind, .roles = a->group_roles,
-						 .nparams = a->group_width};
+	ApplyGroup *g = &a->groups[slot];
+	ApplyRelation *rel = g->owner;
+	int rows = g->rows;
+	int nparams = rows * g->width;
+	ApplySqlPlan plan = {.kind = (ApplySqlKind) g->kind, .roles = g->roles, .nparams = g->width};
 	const ApplyStatement *stmt = NULL;
 	ApplyPending *p;
 	char name[24];
 
-	if (rows == 0)
+	if (rel == NULL)
 		return true;
-	a->group_rows = 0;
-	a->group_rel = NULL;
+	/* the relation's inserts were deferred after its updates: those go first */
+	if (g->kind == APPLY_SQL_INSERT && rel->update_group >= 0 &&
+		!apply_send_group(a, rel->update_group))
+		return false;
+	if (g->kind == APPLY_SQL_INSERT)
+		rel->insert_group = -1;
+	else
+		rel->update_group = -1;
+	if (a->ordered_group == slot)
+		a->ordered_group = -1;
 	/* one update is the ordinary single-row statement */
 	if (!apply_statement_for(a, rel, &plan, plan.kind == APPLY_SQL_UPDATE && rows == 1 ? 0 : rows,
-							 a->group_first_lsn, &stmt))
+							 g->first_lsn, &stmt))
 		return false;
-	for (int i = 0; i < nparams; i++)
-		a->group_values[i] = a->group_offsets[i] == SIZE_MAX ? NULL
-			: a->group_data + a->group_offsets[i];
 	if (!apply_reserve(a, 1))
 		return false;
 	snprintf(name, sizeof(name), "sy_%u", stmt->id);
-	if (!PQsendQueryPrepared(a->conn, name, nparams, a->group_values, a->group_lengths,
-							 a->group_binary ? a->group_formats : NULL, 0))
+	if (!PQsendQueryPrepared(a->conn, name, nparams, apply_group_values(g), g->lengths,
+							 g->binary ? g->formats : NULL, 0))
 	{
 		apply_report_connection_error(a, "sending");
 		return false;
 	}
 	p = apply_push(a, APPLY_OP_CHANGE);
-	p->change = a->group_kind;
+	p->change = g->kind;
 	p->rel = rel;
-	p->lsn = a->group_first_lsn;
+	p->lsn = g->first_lsn;
 	p->rows = (uint32_t) rows;
-	p->bytes = a->group_len;
+	p->bytes = g->len;
 	a->inflight_bytes += p->bytes;
+	apply_group_reset(g);
 	return apply_after_send(a);
 }
 
+/* Sends every open group: a barrier before anything that must come after all of them. */
 static bool
-apply_group_reserve(Applier *a, size_t params, size_t bytes)
+apply_flush_group(Applier *a)
 {
-	void *p;
-
-	if (params > a->group_param_cap)
-	{
-		size_t cap = params < 256 ? 256 : params;
-
-		if ((p = realloc(a->group_offsets, cap * sizeof(*a->group_offsets))) == NULL)
+	for (int i = 0; i < APPLY_OPEN_GROUPS; i++)
+		if (a->groups[i].owner != NULL && !apply_send_group(a, i))
 			return false;
-		a->group_offsets = p;
-		if ((p = realloc(a->group_lengths, cap * sizeof(*a->group_lengths))) == NULL)
-			return false;
-		a->group_lengths = p;
-		if ((p = realloc(a->group_formats, cap * sizeof(*a->group_formats))) == NULL)
-			return false;
-		a->group_formats = p;
-		if ((p = realloc(a->group_values, cap * sizeof(*a->group_values))) == NULL)
-			return false;
-		a->group_values = p;
-		a->group_param_cap = cap;
-	}
-	if (bytes > a->group_cap)
-	{
-		size_t cap = a->group_cap ? a->group_cap : 64 * 1024;
-
-		while (cap < bytes)
-			cap *= 2;
-		if ((p = realloc(a->group_data, cap)) == NULL)
-			return false;
-		a->group_data = p;
-		a->group_cap = cap;
-	}
 	return true;
 }
 
-/* A hash of an update's key values: rows of one grouped UPDATE must differ in key. */
-static uint64_t
-apply_key_hash(const ApplySqlPlan *plan)
+/* Forgets the open groups unsent: their target transaction is being abandoned. */
+static void
+apply_discard_groups(Applier *a)
 {
-	uint64_t h = UINT64_C(1469598103934665603);
-
-	for (int i = 0; i < plan->nparams; i++)
+	for (int i = 0; i < APPLY_OPEN_GROUPS; i++)
 	{
-		const TupleValue *v = plan->params[i];
+		ApplyRelation *rel = a->groups[i].owner;
 
-		h = (h ^ (uint8_t) v->kind) * UINT64_C(1099511628211);
-		for (uint32_t j = 0; v->data != NULL && j < v->length; j++)
-			h = (h ^ (uint8_t) v->data[j]) * UINT64_C(1099511628211);
-		h = (h ^ 0xff) * UINT64_C(1099511628211);
+		if (rel != NULL)
+		{
+			rel->insert_group = -1;
+			rel->update_group = -1;
+		}
+		apply_group_reset(&a->groups[i]);
 	}
-	return h;
+	a->ordered_group = -1;
+}
+
+/* A free group slot; when every one is taken, the fullest is sent to make room. */
+static int
+apply_free_group(Applier *a)
+{
+	int victim = 0;
+
+	for (int i = 0; i < APPLY_OPEN_GROUPS; i++)
+	{
+		if (a->groups[i].owner == NULL)
+			return i;
+		if (a->groups[i].rows > a->groups[victim].rows)
+			victim = i;
+	}
+	return apply_send_group(a, victim) ? victim : -1;
+}
+
+/* The identity values of an update or delete: its MATCH values follow its SET values. */
+static uint64_t
+apply_match_key(const ApplyRelation *rel, const ApplySqlPlan *plan)
+{
+	int nset = 0;
+
+	for (uint16_t i = 0; i < rel->ncols; i++)
+		nset += (plan->roles[i] & APPLY_SQL_ROLE_SET) != 0;
+	return apply_group_key_hash(plan->params + nset, plan->nparams - nset);
 }
 
 /* Whether this change may join (or start) a group: it must not depend on earlier rows of it. */
@@ -1572,90 +1576,73 @@ apply_groupable(const ApplyRelation *rel, const ApplySqlPlan *plan, char old_kin
 }
 
 /*
- * Adds one change to the group. The decoder's values live only until the next message, so
- * they are copied; the group is bounded in rows and bytes, and sent when full or when a
- * change that cannot join it comes (statement order is kept).
+ * Adds one change to its relation's group of that kind, sending the group first when the
+ * change cannot join it; a full group is sent at once.
  */
 static bool
-apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, Lsn lsn)
+apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint64_t key, Lsn lsn)
 {
-	size_t bytes = 0;
-	size_t base;
-	uint64_t key = 0;
-	bool fits;
+	int *slot = plan->kind == APPLY_SQL_INSERT ? &rel->insert_group : &rel->update_group;
 
-	for (int i = 0; i < plan->nparams; i++)
-		if (plan->params[i]->kind != TUPLE_VALUE_NULL)
-			bytes += plan->params[i]->length + 1;
-	if (plan->kind == APPLY_SQL_UPDATE)
-	{
-		/* only the MATCH values: they follow the SET values in the plan's order */
-		int nset = 0;
-		ApplySqlPlan match = *plan;
-
-		for (uint16_t i = 0; i < rel->ncols; i++)
-			nset += (plan->roles[i] & APPLY_SQL_ROLE_SET) != 0;
-		match.params = plan->params + nset;
-		match.nparams = plan->nparams - nset;
-		key = apply_key_hash(&match);
-	}
-	fits = a->group_rows > 0 && a->group_rel == rel && a->group_kind == (char) plan->kind &&
-		memcmp(a->group_roles, plan->roles, rel->ncols) == 0 && a->group_rows < APPLY_GROUP_ROWS &&
-		a->group_len + bytes <= APPLY_GROUP_BYTES &&
-		(size_t) (a->group_rows + 1) * (size_t) plan->nparams <= APPLY_MAX_PARAMS;
-	for (int i = 0; fits && plan->kind == APPLY_SQL_UPDATE && i < a->group_rows; i++)
-		fits = a->group_keys[i] != key;
-	if (!fits && !apply_flush_group(a))
+	if (*slot >= 0 && !apply_group_accepts(&a->groups[*slot], rel, plan, key) &&
+		!apply_send_group(a, *slot))
 		return false;
-	if (a->group_rows == 0)
+	if (*slot < 0 && (*slot = apply_free_group(a)) < 0)
+		return false;
+	if (!apply_group_append(&a->groups[*slot], rel, rel->ncols, plan, key, lsn))
 	{
-		if (rel->ncols > a->group_roles_cap)
-		{
-			uint8_t *grown = realloc(a->group_roles, rel->ncols);
-
-			if (grown == NULL)
-				goto oom;
-			a->group_roles = grown;
-			a->group_roles_cap = rel->ncols;
-		}
-		memcpy(a->group_roles, plan->roles, rel->ncols);
-		a->group_rel = rel;
-		a->group_kind = (char) plan->kind;
-		a->group_width = plan->nparams;
-		a->group_len = 0;
-		a->group_binary = false;
-		a->group_first_lsn = lsn;
+		if (a->groups[*slot].owner == NULL)
+			*slot = -1;
+		log_error("out of memory buffering changes for %s", rel->display);
+		apply_set_error(a, "out of memory");
+		return false;
 	}
-	base = (size_t) a->group_rows * (size_t) plan->nparams;
-	if (!apply_group_reserve(a, base + (size_t) plan->nparams, a->group_len + bytes))
-		goto oom;
-	for (int i = 0; i < plan->nparams; i++)
-	{
-		const TupleValue *v = plan->params[i];
-
-		a->group_lengths[base + i] = (int) v->length;
-		a->group_formats[base + i] = v->kind == TUPLE_VALUE_BINARY;
-		a->group_binary |= (v->kind == TUPLE_VALUE_BINARY);
-		if (v->kind == TUPLE_VALUE_NULL)
-		{
-			a->group_offsets[base + i] = SIZE_MAX;
-			continue;
-		}
-		a->group_offsets[base + i] = a->group_len;
-		memcpy(a->group_data + a->group_len, v->data, v->length);
-		a->group_data[a->group_len + v->length] = '\0';
-		a->group_len += v->length + 1;
-	}
-	a->group_keys[a->group_rows++] = key;
+	if (rel->ordered)
+		a->ordered_group = *slot;
 	/* DEFAULT VALUES takes one row per statement */
-	if (plan->nparams == 0 || a->group_rows >= APPLY_GROUP_ROWS)
-		return apply_flush_group(a);
+	if (plan->nparams == 0 || a->groups[*slot].rows >= APPLY_GROUP_ROWS)
+		return apply_send_group(a, *slot);
 	return true;
+}
 
-oom:
-	log_error("out of memory buffering changes for %s", rel->display);
-	apply_set_error(a, "out of memory");
-	return false;
+/*
+ * Sends what must precede this change of rel. Changes of different relations commute inside
+ * the target transaction: replica mode fires no triggers, rules or foreign-key checks, and
+ * constraints span one table. So groups of other relations stay open, except around a
+ * relation whose target fires something on replicated rows (ordered), where every change
+ * keeps its place. Within rel, its inserts may be deferred after its later updates and
+ * deletes of other rows: each state passed through is then a subset of a state the source
+ * passed through, so no unique or exclusion constraint can fail that did not fail there.
+ * An update or delete that may touch a deferred row (same identity hash, a key change,
+ * REPLICA IDENTITY FULL) sends the inserts first.
+ */
+static bool
+apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, char old_kind,
+					uint64_t key, bool groupable)
+{
+	if (rel->ordered || (a->ordered_group >= 0 && a->groups[a->ordered_group].owner != rel))
+	{
+		int keep = groupable ? (plan->kind == APPLY_SQL_INSERT ? rel->insert_group
+								: rel->update_group) : -1;
+
+		if (!rel->ordered)
+			return apply_flush_group(a);
+		for (int i = 0; i < APPLY_OPEN_GROUPS; i++)
+			if (i != keep && a->groups[i].owner != NULL && !apply_send_group(a, i))
+				return false;
+		return true;
+	}
+	if (plan->kind == APPLY_SQL_INSERT)
+		return true;
+	if (rel->insert_group >= 0 &&
+		(plan->full || (plan->kind == APPLY_SQL_UPDATE && old_kind != 0) ||
+		 apply_group_has_key(&a->groups[rel->insert_group], key)) &&
+		!apply_send_group(a, rel->insert_group))
+		return false;
+	/* a single statement goes after the relation's earlier updates */
+	if (!groupable && rel->update_group >= 0 && !apply_send_group(a, rel->update_group))
+		return false;
+	return true;
 }
 
 /* Sends one INSERT, UPDATE or DELETE as a prepared statement with text parameters. */
@@ -1734,7 +1721,10 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	ApplyPending *p;
 	bool fatal;
 	bool planned;
+	bool groupable;
 	bool binary = false;
+	char old_kind;
+	uint64_t key;
 	size_t bytes = 0;
 	char err[256];
 	char name[24];
@@ -1766,10 +1756,16 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	apply_note_touched(a, rel, m);
 	if (plan.noop)
 		return APPLY_OUTCOME_OK;
-	if (apply_groupable(rel, &plan, m->kind == PGOUTPUT_UPDATE ? m->update.old_kind : 0))
-		return apply_group_add(a, rel, &plan, lsn) ? APPLY_OUTCOME_OK : APPLY_OUTCOME_RETRY;
-	/* keep statement order: what cannot join the group sends it first */
-	if (!apply_flush_group(a) || !apply_statement_for(a, rel, &plan, 0, lsn, &stmt))
+	old_kind = m->kind == PGOUTPUT_UPDATE ? m->update.old_kind
+		: m->kind == PGOUTPUT_DELETE ? m->delete.old_kind : 0;
+	groupable = apply_groupable(rel, &plan, old_kind);
+	key = plan.kind == APPLY_SQL_INSERT ? apply_group_tuple_key(&rel->table, &m->insert.new_tuple)
+		: plan.full ? 0 : apply_match_key(rel, &plan);
+	if (!apply_before_change(a, rel, &plan, old_kind, key, groupable))
+		return APPLY_OUTCOME_RETRY;
+	if (groupable)
+		return apply_group_add(a, rel, &plan, key, lsn) ? APPLY_OUTCOME_OK : APPLY_OUTCOME_RETRY;
+	if (!apply_statement_for(a, rel, &plan, 0, lsn, &stmt))
 		return APPLY_OUTCOME_RETRY;
 	for (int i = 0; i < plan.nparams; i++)
 	{
@@ -2172,8 +2168,7 @@ apply_disconnect(Applier *a)
 	a->in_txn = false;
 	a->skipping = false;
 	a->orphan = false;
-	a->group_rows = 0;
-	a->group_rel = NULL;
+	apply_discard_groups(a);
 	a->durable_in_flight = false;
 	a->durable_count = 0;
 	a->durable_head = 0;
@@ -2492,8 +2487,13 @@ apply_start(const ApplyOptions *options, Applier **out)
 	if (a == NULL)
 		goto fail;
 	a->options = *options;
+	a->ordered_group = -1;
+	/*
+	 * Only a backlog fills a batch (one commits whenever the spool runs dry), and there more
+	 * transactions per batch make longer row groups: 100 sends ~40% fewer statements than 25.
+	 */
 	if (a->options.batch_transactions <= 0)
-		a->options.batch_transactions = 25;
+		a->options.batch_transactions = 100;
 	if (a->options.max_retry_seconds <= 0)
 		a->options.max_retry_seconds = 30;
 	a->conninfo = strdup(options->target_conninfo);
@@ -2572,12 +2572,8 @@ apply_free(Applier *applier)
 	free(applier->values);
 	free(applier->lengths);
 	free(applier->formats);
-	free(applier->group_data);
-	free(applier->group_roles);
-	free(applier->group_offsets);
-	free(applier->group_lengths);
-	free(applier->group_formats);
-	free(applier->group_values);
+	for (int i = 0; i < APPLY_OPEN_GROUPS; i++)
+		apply_group_free(&applier->groups[i]);
 	pgoutput_scratch_free(applier->scratch);
 	for (size_t i = 0; i < applier->ncounters; i++)
 		free(applier->counters[i].name);

@@ -22,7 +22,7 @@ typedef struct ApplyOptions
 	const char *origin_name;       /* replication origin on the target, created if missing */
 	Spool *spool;
 	Lsn endpos;                    /* 0: none; else apply every transaction with end_lsn <= endpos, then stop */
-	int batch_transactions;        /* source transactions per target transaction; 0 = 25 */
+	int batch_transactions;        /* source transactions per target transaction; 0 = 100 */
 	int max_retry_seconds;         /* backoff cap after a target error; 0 = 30 */
 	TouchedKeys *touched;          /* keys written, for the cutover's final parity; NULL: none */
 } ApplyOptions;

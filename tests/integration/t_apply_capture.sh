@@ -70,7 +70,7 @@ check() {    # description command...
 }
 value() { sed -n "s/^$1 //p" "$2"; }
 
-echo "1..20"
+echo "1..21"
 
 start_cluster "$tmp/src" "$src_port" "wal_level = logical" "max_replication_slots = 10" \
 	"max_wal_senders = 10" "logical_decoding_work_mem = 64kB" "fsync = off" \
@@ -110,13 +110,19 @@ CREATE TABLE late (id int PRIMARY KEY, a text);
 CREATE TABLE endpos_t (id int PRIMARY KEY);
 CREATE TABLE perf (id bigserial PRIMARY KEY, room int, author int, body text,
 	created_at timestamptz DEFAULT now());
+CREATE TABLE reorder (id int PRIMARY KEY, u int NOT NULL UNIQUE, v text);
+CREATE TABLE watched (id int PRIMARY KEY, reorder_rows bigint);
 SQL
 psql_src -f "$tmp/schema.sql" -c "CREATE PUBLICATION pub FOR ALL TABLES" \
 	-c "SELECT pg_create_logical_replication_slot('sy_test', 'pgoutput')" >/dev/null &&
 	psql_tgt -f "$tmp/schema.sql" -c "ALTER TABLE altered ADD COLUMN b int" \
 		-c "CREATE TABLE trap_log (what text)" \
 		-c "CREATE FUNCTION trap() RETURNS trigger LANGUAGE plpgsql AS \$\$BEGIN INSERT INTO trap_log VALUES (TG_TABLE_NAME); RETURN NEW; END\$\$" \
-		-c "CREATE TRIGGER trap BEFORE INSERT ON \"CamelCase\" FOR EACH ROW EXECUTE FUNCTION trap()"
+		-c "CREATE TRIGGER trap BEFORE INSERT ON \"CamelCase\" FOR EACH ROW EXECUTE FUNCTION trap()" \
+		-c "CREATE TABLE watch_log (id int, reorder_rows bigint)" \
+		-c "CREATE FUNCTION watch() RETURNS trigger LANGUAGE plpgsql AS \$\$BEGIN INSERT INTO watch_log SELECT NEW.id, count(*) FROM reorder; RETURN NEW; END\$\$" \
+		-c "CREATE TRIGGER watch AFTER INSERT ON watched FOR EACH ROW EXECUTE FUNCTION watch()" \
+		-c "ALTER TABLE watched ENABLE ALWAYS TRIGGER watch"
 check "schemas created on source and target" test $? -eq 0
 
 # ---- the mixed workload -------------------------------------------------------------------
@@ -194,6 +200,24 @@ INSERT INTO types VALUES
 	 '{"ünï","日本"}', '"str"', NULL, NULL, NULL, false, NULL, '::1', -1, '', NULL, NULL);
 UPDATE types SET f = 2.5e-300, m = 'ok' WHERE id = 1;
 
+-- the applier groups rows per table and defers inserts after later changes of other rows:
+-- rows inserted, changed, deleted and inserted again, a unique value passed between rows,
+-- and a table whose target trigger fires in replica mode and counts another table's rows
+INSERT INTO reorder VALUES (1, 1, 'a'), (2, 2, 'b');
+INSERT INTO watched SELECT 1, count(*) FROM reorder;
+UPDATE reorder SET v = 'a2' WHERE id = 1;
+DELETE FROM reorder WHERE id = 2;
+INSERT INTO watched SELECT 2, count(*) FROM reorder;
+INSERT INTO reorder VALUES (2, 2, 'b again');
+UPDATE reorder SET u = 10 WHERE id = 1;
+INSERT INTO reorder VALUES (3, 1, 'u freed by id 1');
+DELETE FROM reorder WHERE id = 2;
+INSERT INTO reorder VALUES (2, 20, 'third life');
+UPDATE reorder SET v = 'last' WHERE id = 2;
+UPDATE reorder SET u = 2 WHERE id = 3;
+INSERT INTO reorder VALUES (4, 1, 'u freed by id 3');
+INSERT INTO watched SELECT 3, count(*) FROM reorder;
+
 INSERT INTO altered VALUES (1, 'a');
 ALTER TABLE altered ADD COLUMN b int;
 INSERT INTO altered VALUES (2, 'b', 2);
@@ -256,6 +280,8 @@ counts_src=$(psql_src -At -c "SELECT (SELECT count(*) FROM big), (SELECT count(*
 check "workload left data to compare ($counts_src)" test "$counts_src" = "42858|4|19|6|202"
 check "target triggers stayed quiet (session_replication_role = replica)" \
 	test "$(psql_tgt -At -c 'SELECT count(*) FROM trap_log')" = 0
+check "a trigger enabled for replicas saw each row with the other table as the source had it" \
+	test "$(psql_tgt -At -c "SELECT count(*) FROM watched w JOIN watch_log l ON l.id = w.id AND l.reorder_rows = w.reorder_rows")|$(psql_tgt -At -c 'SELECT count(*) FROM watch_log')" = "3|3"
 toast_ok=$(psql_tgt -At -c "SELECT count(*) FROM toasty WHERE length(big) >= 19200 AND length(big2) = 4800 AND small >= 100 OR id = 1019")
 check "unchanged TOAST values kept on the target ($toast_ok of 19)" test "$toast_ok" = 19
 
