@@ -1645,7 +1645,6 @@ apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, ch
 	return true;
 }
 
-/* Sends one INSERT, UPDATE or DELETE as a prepared statement with text parameters. */
 /* PostgreSQL's INDEX_MAX_KEYS: no replica identity has more columns. */
 #define APPLY_MAX_KEY_COLUMNS 32
 
@@ -1710,6 +1709,7 @@ apply_note_touched(Applier *a, const ApplyRelation *rel, const PgoutputMessage *
 	}
 }
 
+/* Sends one INSERT, UPDATE or DELETE as a prepared statement with text parameters. */
 static ApplyOutcome
 apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 {
