@@ -66,6 +66,7 @@ typedef struct ApplyRelation
 	int32_t *typmods;
 	char **type_names;         /* the target's column types, for multi-row UPDATE casts */
 	bool resolved;             /* looked up on the target during this session */
+	bool prefetch_tried;       /* this session's catalog_all was asked (only once: it ages) */
 	bool ordered;              /* the target fires triggers or rules on replicated rows: no reordering */
 	int insert_group;          /* its open groups in Applier.groups, or -1 */
 	int update_group;
@@ -168,6 +169,7 @@ struct Applier
 	int unflushed;             /* statements sent since the last Sync or Flush request */
 	int since_pump;
 	PGresult *catalog_result;
+	PGresult *catalog_all;     /* every target table's columns, read when the session began */
 
 	/* per-change scratch: plan and parameter arrays, grown to the widest relation */
 	size_t param_cap;
@@ -1173,31 +1175,46 @@ apply_progress(Applier *a, Lsn lsn)
  * equality (following domains to their base and arrays to their element; enums, ranges
  * and multiranges always have one). Composite types and json, point, xml... have none.
  */
+/* Per column: relkind, name, type, has_equality, fires (triggers or rules in replica mode). */
+#define APPLY_CATALOG_SELECT \
+	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), " \
+	" (WITH RECURSIVE chain(typ, depth) AS (" \
+	"    SELECT a.atttypid, 0" \
+	"   UNION ALL" \
+	"    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, chain.depth + 1" \
+	"    FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.typ" \
+	"    WHERE (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)) AND chain.depth < 8)" \
+	"  SELECT bool_and(t.typtype IN ('e', 'r', 'm') OR EXISTS (" \
+	"    SELECT 1 FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod" \
+	"    WHERE oc.opcdefault AND am.amname IN ('btree', 'hash')" \
+	"      AND (oc.opcintype = t.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k" \
+	"        WHERE k.castsource = t.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b'" \
+	"        AND k.castcontext = 'i'))))" \
+	"  FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.typ" \
+	"  WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))) AS has_equality, " \
+	" EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled IN ('A', 'R')" \
+	"   AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid))))" \
+	" OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid" \
+	"   AND w.ev_enabled IN ('A', 'R')) AS fires"
+#define APPLY_CATALOG_FROM \
+	" FROM pg_catalog.pg_class c" \
+	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace" \
+	" LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+
 static const char apply_catalog_sql[] =
-	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), "
-	" (WITH RECURSIVE chain(typ, depth) AS ("
-	"    SELECT a.atttypid, 0"
-	"   UNION ALL"
-	"    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, chain.depth + 1"
-	"    FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.typ"
-	"    WHERE (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)) AND chain.depth < 8)"
-	"  SELECT bool_and(t.typtype IN ('e', 'r', 'm') OR EXISTS ("
-	"    SELECT 1 FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod"
-	"    WHERE oc.opcdefault AND am.amname IN ('btree', 'hash')"
-	"      AND (oc.opcintype = t.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k"
-	"        WHERE k.castsource = t.oid AND k.casttarget = oc.opcintype AND k.castmethod = 'b'"
-	"        AND k.castcontext = 'i'))))"
-	"  FROM chain JOIN pg_catalog.pg_type t ON t.oid = chain.typ"
-	"  WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))) AS has_equality, "
-	" EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled IN ('A', 'R')"
-	"   AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid))))"
-	" OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid"
-	"   AND w.ev_enabled IN ('A', 'R')) AS fires "
-	"FROM pg_catalog.pg_class c "
-	"JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-	"LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-	"WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'f') "
-	"ORDER BY a.attnum";
+	APPLY_CATALOG_SELECT APPLY_CATALOG_FROM
+	" WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'f')"
+	" ORDER BY a.attnum";
+
+/*
+ * The same for every table of the target at once, when the applier connects: the first
+ * change of each table then needs no round trip (columns 5 and 6: schema and name).
+ */
+static const char apply_catalog_all_sql[] =
+	APPLY_CATALOG_SELECT ", n.nspname, c.relname" APPLY_CATALOG_FROM
+	" WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+	" AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
+	" ORDER BY n.nspname, c.relname, a.attnum";
 
 /* Runs one catalog query inside the pipeline and waits for its rows. */
 static bool
@@ -1223,44 +1240,101 @@ apply_catalog_query(Applier *a, ApplyRelation *rel, PGresult **out)
 	return *out != NULL;
 }
 
-/* Maps the stream's columns to the target's by name; the target must have each one. */
+/* Every target table's catalog rows in one round trip, before the first change needs them. */
 static bool
-apply_resolve(Applier *a, ApplyRelation *rel, Lsn lsn)
+apply_prefetch_catalog(Applier *a)
 {
-	PGresult *res = NULL;
-	bool ok = false;
-	int rows;
+	ApplyPending *p;
+
+	PQclear(a->catalog_all);
+	a->catalog_all = NULL;
+	if (!PQsendQueryParams(a->conn, apply_catalog_all_sql, 0, NULL, NULL, NULL, NULL, 0))
+	{
+		apply_report_connection_error(a, "sending");
+		return false;
+	}
+	p = apply_push(a, APPLY_OP_CATALOG);
+	p->rel = NULL;
+	if (!apply_wait_in_flight(a, 0))
+		return false;
+	a->catalog_all = a->catalog_result;
+	a->catalog_result = NULL;
+	return a->catalog_all != NULL;
+}
+
+/* Compares row's schema and name (columns 5, 6) with the relation's: as strcmp does. */
+static int
+apply_prefetch_compare(const PGresult *res, int row, const char *nspname, const char *relname)
+{
+	int c = strcmp(PQgetvalue(res, row, 5), nspname);
+
+	return c != 0 ? c : strcmp(PQgetvalue(res, row, 6), relname);
+}
+
+/* The prefetched rows of rel: *first and *rows; false when it holds none. */
+static bool
+apply_prefetched(const Applier *a, const ApplyRelation *rel, int *first, int *rows)
+{
+	const PGresult *res = a->catalog_all;
+	const char *nspname = rel->nspname[0] ? rel->nspname : "pg_catalog";
+	int low = 0;
+	int high = res != NULL ? PQntuples(res) : 0;
+	int end;
+
+	/* sorted by schema and name, which compare as bytes (type name has collation "C") */
+	while (low < high)
+	{
+		int mid = low + (high - low) / 2;
+
+		if (apply_prefetch_compare(res, mid, nspname, rel->relname) < 0)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	if (res == NULL || low >= PQntuples(res) || apply_prefetch_compare(res, low, nspname, rel->relname) != 0)
+		return false;
+	for (end = low; end < PQntuples(res) && apply_prefetch_compare(res, end, nspname, rel->relname) == 0; end++)
+		;
+	*first = low;
+	*rows = end - low;
+	return true;
+}
+
+/* Maps the stream's columns to the target's by name; the target must have each one. */
+/*
+ * Maps the stream's columns to the target's from the catalog rows [first, first + rows) of
+ * res. report: a missing table or column is an error (else the caller asks the server again).
+ */
+static bool
+apply_resolve_from(Applier *a, ApplyRelation *rel, Lsn lsn, const PGresult *res, int first, int rows, bool report)
+{
 	char lsnbuf[LSN_FORMAT_SIZE];
 
-	if (!apply_catalog_query(a, rel, &res))
-		goto cleanup;
-	rows = PQntuples(res);
 	if (rows == 0)
 	{
+		if (!report)
+			return false;
 		log_error("relation %s does not exist on the target", rel->display);
 		log_detail("the source sends changes for it (source LSN %s)", lsn_format(lsn, lsnbuf));
 		log_hint("create the table on the target with the source's definition; the applier retries");
 		apply_set_error(a, "relation %s does not exist on the target", rel->display);
-		goto cleanup;
+		return false;
 	}
-	rel->table.partitioned = (PQgetvalue(res, 0, 0)[0] == 'p');
-	/* triggers or rules enabled for replicas would see rows out of order if we regrouped */
-	rel->ordered = (PQgetvalue(res, 0, 4)[0] == 't');
-	if (rel->ordered)
-		log_info("the target fires triggers or rules on %s in replica mode: its changes keep their order",
-				 rel->display);
 	for (uint16_t i = 0; i < rel->ncols; i++)
 	{
 		ApplySqlColumn *column = &rel->columns[i];
 		int row = -1;
 
-		for (int r = 0; r < rows && row < 0; r++)
+		for (int r = first; r < first + rows && row < 0; r++)
 			if (!PQgetisnull(res, r, 1) && strcmp(PQgetvalue(res, r, 1), column->name) == 0)
 				row = r;
 		if (row < 0)
 		{
-			char *quoted = apply_sql_quote_identifier(column->name);
+			char *quoted;
 
+			if (!report)
+				return false;
+			quoted = apply_sql_quote_identifier(column->name);
 			log_error("column %s of relation %s does not exist on the target",
 					  quoted ? quoted : column->name, rel->display);
 			log_detail("the source sends it since its latest relation message (source LSN %s)",
@@ -1270,17 +1344,46 @@ apply_resolve(Applier *a, ApplyRelation *rel, Lsn lsn)
 			apply_set_error(a, "column %s of relation %s does not exist on the target",
 							quoted ? quoted : column->name, rel->display);
 			free(quoted);
-			goto cleanup;
+			return false;
 		}
 		column->text_compare = PQgetisnull(res, row, 3) || PQgetvalue(res, row, 3)[0] != 't';
 		free(rel->type_names[i]);
 		rel->type_names[i] = strdup(PQgetvalue(res, row, 2));
 		column->type_name = rel->type_names[i];
 	}
+	rel->table.partitioned = (PQgetvalue(res, first, 0)[0] == 'p');
+	/* triggers or rules enabled for replicas would see rows out of order if we regrouped */
+	rel->ordered = (PQgetvalue(res, first, 4)[0] == 't');
+	if (rel->ordered)
+		log_info("the target fires triggers or rules on %s in replica mode: its changes keep their order",
+				 rel->display);
 	rel->resolved = true;
-	ok = true;
+	return true;
+}
 
-cleanup:
+/* Maps the stream's columns to the target's by name; the target must have each one. */
+static bool
+apply_resolve(Applier *a, ApplyRelation *rel, Lsn lsn)
+{
+	PGresult *res = NULL;
+	bool ok;
+	int first;
+	int rows;
+
+	/* the session's first look at a table uses what was read when it began, if it fits */
+	if (!rel->prefetch_tried)
+	{
+		rel->prefetch_tried = true;
+		if (apply_prefetched(a, rel, &first, &rows) &&
+			apply_resolve_from(a, rel, lsn, a->catalog_all, first, rows, false))
+			return true;
+	}
+	if (!apply_catalog_query(a, rel, &res))
+	{
+		PQclear(res);
+		return false;
+	}
+	ok = apply_resolve_from(a, rel, lsn, res, 0, PQntuples(res), true);
 	PQclear(res);
 	return ok;
 }
@@ -2153,6 +2256,8 @@ apply_disconnect(Applier *a)
 {
 	PQclear(a->catalog_result);
 	a->catalog_result = NULL;
+	PQclear(a->catalog_all);
+	a->catalog_all = NULL;
 	if (a->conn != NULL)
 		PQfinish(a->conn);
 	a->conn = NULL;
@@ -2174,7 +2279,10 @@ apply_disconnect(Applier *a)
 	a->durable_head = 0;
 	for (size_t i = 0; i < a->relation_cap; i++)
 		if (a->relations[i] != NULL)
+		{
 			a->relations[i]->resolved = false;
+			a->relations[i]->prefetch_tried = false;
+		}
 	apply_publish_connected(a, false);
 }
 
@@ -2327,6 +2435,8 @@ apply_session(Applier *a)
 	if (!apply_open_connection(a) || !apply_setup_session(a, &start))
 		return APPLY_OUTCOME_RETRY;
 	if (!apply_prepare_control(a) || !apply_send_sync(a))
+		return APPLY_OUTCOME_RETRY;
+	if (!apply_prefetch_catalog(a))
 		return APPLY_OUTCOME_RETRY;
 	apply_publish_connected(a, true);
 	/* the keys of what an earlier process applied are not known: a baseline must be later */
