@@ -1216,17 +1216,17 @@ static const char apply_catalog_all_sql[] =
 	" AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
 	" ORDER BY n.nspname, c.relname, a.attnum";
 
-/* Runs one catalog query inside the pipeline and waits for its rows. */
+/* Runs one catalog query inside the pipeline and waits for its rows (rel: for messages). */
 static bool
-apply_catalog_query(Applier *a, ApplyRelation *rel, PGresult **out)
+apply_catalog_exec(Applier *a, const char *sql, int nparams, const char *const *values, ApplyRelation *rel,
+				   PGresult **out)
 {
-	const char *values[2] = {rel->nspname[0] ? rel->nspname : "pg_catalog", rel->relname};
 	ApplyPending *p;
 
 	*out = NULL;
 	if (!apply_flush_group(a) || !apply_wait_in_flight(a, 0))
 		return false;
-	if (!PQsendQueryParams(a->conn, apply_catalog_sql, 2, NULL, values, NULL, NULL, 0))
+	if (!PQsendQueryParams(a->conn, sql, nparams, NULL, values, NULL, NULL, 0))
 	{
 		apply_report_connection_error(a, "sending");
 		return false;
@@ -1240,26 +1240,21 @@ apply_catalog_query(Applier *a, ApplyRelation *rel, PGresult **out)
 	return *out != NULL;
 }
 
+static bool
+apply_catalog_query(Applier *a, ApplyRelation *rel, PGresult **out)
+{
+	const char *values[2] = {rel->nspname[0] ? rel->nspname : "pg_catalog", rel->relname};
+
+	return apply_catalog_exec(a, apply_catalog_sql, 2, values, rel, out);
+}
+
 /* Every target table's catalog rows in one round trip, before the first change needs them. */
 static bool
 apply_prefetch_catalog(Applier *a)
 {
-	ApplyPending *p;
-
 	PQclear(a->catalog_all);
 	a->catalog_all = NULL;
-	if (!PQsendQueryParams(a->conn, apply_catalog_all_sql, 0, NULL, NULL, NULL, NULL, 0))
-	{
-		apply_report_connection_error(a, "sending");
-		return false;
-	}
-	p = apply_push(a, APPLY_OP_CATALOG);
-	p->rel = NULL;
-	if (!apply_wait_in_flight(a, 0))
-		return false;
-	a->catalog_all = a->catalog_result;
-	a->catalog_result = NULL;
-	return a->catalog_all != NULL;
+	return apply_catalog_exec(a, apply_catalog_all_sql, 0, NULL, NULL, &a->catalog_all);
 }
 
 /* Compares row's schema and name (columns 5, 6) with the relation's: as strcmp does. */
