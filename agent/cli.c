@@ -1163,7 +1163,8 @@ print_command_help(CliCommand command)
 				   "                        and confirm at the prompt\n"
 				   "  --max-pause MS        roll back if the write pause grows past MS (default 5000)\n"
 				   "  --max-lag SIZE        refuse when the target is further behind (default 16MB)\n"
-				   "  --dry-run             run the preflight only, change nothing\n"
+				   "  --dry-run             run the preflight only, change nothing; say which tables the\n"
+				   "                        final parity compares by touched keys, which in full\n"
 				   "  --yes                 do not ask for confirmation\n"
 				   "\n"
 				   "Exit status 0 when switched (or the dry run passed), 6 when aborted.\n");
