@@ -25,6 +25,7 @@
 #include "switchyard/fence.h"
 #include "switchyard/fileio.h"
 #include "switchyard/log.h"
+#include "switchyard/text_array.h"
 
 #define CUTOVER_DEFAULT_MAX_PAUSE_MS 5000
 #define CUTOVER_DEFAULT_MAX_LAG (UINT64_C(16) * 1024 * 1024)
@@ -901,37 +902,6 @@ cutover_drain(Cutover *cutover)
 	return cutover_within_pause(cutover);
 }
 
-/* "a","b" as a text[] literal, quotes and backslashes escaped. */
-static bool
-cutover_array_append(char **buf, size_t *used, size_t *cap, const char *value)
-{
-	size_t need = 2 * strlen(value) + 4;
-
-	if (*used + need >= *cap)
-	{
-		size_t newcap = (*cap + need) * 2;
-		char *bigger = realloc(*buf, newcap);
-
-		if (bigger == NULL)
-			return false;
-		*buf = bigger;
-		*cap = newcap;
-	}
-	/* the first element opens the literal; the caller closes it */
-	(*buf)[*used] = *used == 0 ? '{' : ',';
-	(*used)++;
-	(*buf)[(*used)++] = '"';
-	for (const char *p = value; *p; p++)
-	{
-		if (*p == '"' || *p == '\\')
-			(*buf)[(*used)++] = '\\';
-		(*buf)[(*used)++] = *p;
-	}
-	(*buf)[(*used)++] = '"';
-	(*buf)[*used] = '\0';
-	return true;
-}
-
 static bool
 cutover_sequences(Cutover *cutover)
 {
@@ -961,13 +931,11 @@ cutover_sequences(Cutover *cutover)
 		goto cleanup;
 	}
 	for (int i = 0; i < PQntuples(res); i++)
-		if (!cutover_array_append(&names, &nused, &ncap, PQgetvalue(res, i, 0)) ||
-			!cutover_array_append(&values, &vused, &vcap, PQgetvalue(res, i, 1)))
+		if (!text_array_append(&names, &nused, &ncap, PQgetvalue(res, i, 0), strlen(PQgetvalue(res, i, 0))) ||
+			!text_array_append(&values, &vused, &vcap, PQgetvalue(res, i, 1), strlen(PQgetvalue(res, i, 1))))
 			goto cleanup;
-	names[nused++] = '}';
-	names[nused] = '\0';
-	values[vused++] = '}';
-	values[vused] = '\0';
+	if (!text_array_finish(&names, &nused, &ncap) || !text_array_finish(&values, &vused, &vcap))
+		goto cleanup;
 	params[0] = names;
 	params[1] = values;
 	/* one round trip for all of them: the pause is short */

@@ -13,7 +13,7 @@
 
 #include "switchyard/apply_sql.h"
 #include "switchyard/conninfo.h"
-#include "switchyard/guard.h"
+#include "switchyard/text_array.h"
 
 static void
 fence_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -39,7 +39,7 @@ fence_roles_array(const FenceRole *roles, int nroles)
 		return NULL;
 	for (int i = 0; i < nroles; i++)
 		names[i] = roles[i].role;
-	array = guard_text_array(names);
+	array = text_array_from_list(names);
 	free(names);
 	return array;
 }

@@ -23,6 +23,7 @@
 #include "switchyard/conninfo.h"
 #include "switchyard/fileio.h"
 #include "switchyard/log.h"
+#include "switchyard/text_array.h"
 
 #define GUARD_FILE "guard.json"
 #define GUARD_MAX_FILE_SIZE (4 * 1024 * 1024)
@@ -108,38 +109,6 @@ const char *
 guard_mode_name(GuardMode mode)
 {
 	return mode == GUARD_ENFORCE ? "enforce" : "observe";
-}
-
-char *
-guard_text_array(char *const *items)
-{
-	size_t need = 3;
-	char *out;
-	char *p;
-
-	for (size_t i = 0; items != NULL && items[i] != NULL; i++)
-		need += 2 * strlen(items[i]) + 3;
-	out = malloc(need);
-	if (out == NULL)
-		return NULL;
-	p = out;
-	*p++ = '{';
-	for (size_t i = 0; items != NULL && items[i] != NULL; i++)
-	{
-		if (i > 0)
-			*p++ = ',';
-		*p++ = '"';
-		for (const char *c = items[i]; *c != '\0'; c++)
-		{
-			if (*c == '"' || *c == '\\')
-				*p++ = '\\';
-			*p++ = *c;
-		}
-		*p++ = '"';
-	}
-	*p++ = '}';
-	*p = '\0';
-	return out;
 }
 
 GuardSessionKind
@@ -657,7 +626,7 @@ guard_log_grants(const PGresult *res)
 static bool
 guard_revoke(PGconn *conn, const char *state_dir, GuardRecord *record, char *const *roles, const char *owner)
 {
-	char *roles_array = guard_text_array(roles);
+	char *roles_array = text_array_from_list(roles);
 	PGresult *res = NULL;
 	PGresult *left = NULL;
 	char *sql = NULL;
@@ -768,7 +737,7 @@ guard_restore(PGconn *conn, const char *state_dir, GuardRecord *record, const ch
 		goto cleanup;
 
 	/* GRANT by a role that has lost its grant option only warns: check each grant is back */
-	grantees_array = guard_text_array(grantees);
+	grantees_array = text_array_from_list(grantees);
 	if (grantees_array == NULL)
 		goto cleanup;
 	res = guard_query_grants(conn, grantees_array);
@@ -812,7 +781,7 @@ cleanup:
 static void
 guard_warn_roles(PGconn *conn, const char *database, const char *agent_role, char *const *roles)
 {
-	char *roles_array = guard_text_array(roles);
+	char *roles_array = text_array_from_list(roles);
 	const char *params[1] = {roles_array};
 	PGresult *res = NULL;
 

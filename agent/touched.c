@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "switchyard/text_array.h"
+
 /* The stamp of a key whose transaction has not committed yet: newer than any baseline. */
 #define TOUCHED_PENDING UINT64_MAX
 #define TOUCHED_NULL_LENGTH UINT32_MAX
@@ -583,34 +585,6 @@ touched_prune(TouchedKeys *touched, const char *schema, const char *name, Lsn ba
 	pthread_mutex_unlock(&touched->mutex);
 }
 
-bool
-touched_append_array_element(char **buf, size_t *used, size_t *cap, const char *value, size_t len, bool first)
-{
-	/* worst case every byte escaped, plus quotes, comma, closing brace and NUL */
-	if (!touched_grow((void **) buf, cap, *used + 2 * len + 6, 1))
-		return false;
-	if (!first)
-		(*buf)[(*used)++] = ',';
-	if (value == NULL)
-	{
-		memcpy(*buf + *used, "NULL", 4);
-		*used += 4;
-	}
-	else
-	{
-		(*buf)[(*used)++] = '"';
-		for (size_t i = 0; i < len; i++)
-		{
-			if (value[i] == '"' || value[i] == '\\')
-				(*buf)[(*used)++] = '\\';
-			(*buf)[(*used)++] = value[i];
-		}
-		(*buf)[(*used)++] = '"';
-	}
-	(*buf)[*used] = '\0';
-	return true;
-}
-
 void
 touched_delta_free(TouchedDelta *delta)
 {
@@ -636,10 +610,7 @@ touched_delta_build(const TouchedTable *table, Lsn baseline, TouchedDelta *out)
 	out->arrays = calloc((size_t) table->ncols, sizeof(char *));
 	ok = ok && out->columns != NULL && out->arrays != NULL;
 	for (int c = 0; ok && c < table->ncols; c++)
-		ok = (out->columns[c] = strdup(table->columns[c])) != NULL &&
-			touched_grow((void **) &out->arrays[c], &cap[c], 2, 1);
-	for (int c = 0; ok && c < table->ncols; c++)
-		out->arrays[c][used[c]++] = '{';
+		ok = (out->columns[c] = strdup(table->columns[c])) != NULL;
 	for (size_t e = 0; ok && e < table->nentries; e++)
 	{
 		const TouchedEntry *entry = &table->entries[e];
@@ -653,23 +624,15 @@ touched_delta_build(const TouchedTable *table, Lsn baseline, TouchedDelta *out)
 
 			memcpy(&n, p, sizeof(n));
 			p += sizeof(n);
-			ok = touched_append_array_element(&out->arrays[c], &used[c], &cap[c],
-											  n == TOUCHED_NULL_LENGTH ? NULL : p,
-											  n == TOUCHED_NULL_LENGTH ? 0 : n, out->nkeys == 0);
+			ok = text_array_append(&out->arrays[c], &used[c], &cap[c], n == TOUCHED_NULL_LENGTH ? NULL : p,
+								   n == TOUCHED_NULL_LENGTH ? 0 : n);
 			if (n != TOUCHED_NULL_LENGTH)
 				p += n;
 		}
 		out->nkeys++;
 	}
 	for (int c = 0; ok && c < table->ncols; c++)
-	{
-		ok = touched_grow((void **) &out->arrays[c], &cap[c], used[c] + 2, 1);
-		if (ok)
-		{
-			out->arrays[c][used[c]++] = '}';
-			out->arrays[c][used[c]] = '\0';
-		}
-	}
+		ok = text_array_finish(&out->arrays[c], &used[c], &cap[c]);
 	free(used);
 	free(cap);
 	return ok;

@@ -33,6 +33,7 @@
 #include "switchyard/lsn.h"
 #include "switchyard/parity.h"
 #include "switchyard/state.h"
+#include "switchyard/text_array.h"
 #include "switchyard/touched.h"
 
 #define VERIFY_CONTROL_TIMEOUT_MS 10000
@@ -681,39 +682,6 @@ verify_add_table(VerifyContext *ctx, ParityTable *table)
 	return true;
 }
 
-/* A PostgreSQL array literal of the strings: {"a","b"} */
-static char *
-verify_text_array(char *const *strings)
-{
-	size_t length = 3;
-	char *out;
-	char *p;
-
-	for (int i = 0; strings[i] != NULL; i++)
-		length += 2 * strlen(strings[i]) + 3;
-	out = malloc(length);
-	if (out == NULL)
-		return NULL;
-	p = out;
-	*p++ = '{';
-	for (int i = 0; strings[i] != NULL; i++)
-	{
-		if (i > 0)
-			*p++ = ',';
-		*p++ = '"';
-		for (const char *s = strings[i]; *s; s++)
-		{
-			if (*s == '"' || *s == '\\')
-				*p++ = '\\';
-			*p++ = *s;
-		}
-		*p++ = '"';
-	}
-	*p++ = '}';
-	*p = '\0';
-	return out;
-}
-
 /* "schema"/"name" pairs of the tables to compare: --table names, else the publication's. */
 static bool
 verify_list_tables(VerifyContext *ctx, PGresult **out)
@@ -752,7 +720,7 @@ verify_list_tables(VerifyContext *ctx, PGresult **out)
 		goto cleanup;
 	}
 	/* --table NAME as the user would write it in SQL, resolved with the default search_path */
-	names = verify_text_array(ctx->table_names);
+	names = text_array_from_list(ctx->table_names);
 	if (names == NULL)
 	{
 		verify_fail(ctx, PARITY_SIDE_SOURCE, "out of memory");

@@ -120,7 +120,5 @@ GuardSessionKind guard_classify_session(const char *usename, const char *applica
 										const char *agent_role, const char *agent_app_name,
 										char *const *app_roles);
 
-/* {"a","b \"c\""}: a text[] literal, for passing a list as one query parameter; caller frees. */
-char *guard_text_array(char *const *items);
 
 #endif

@@ -87,8 +87,4 @@ const char *touched_verdict_text(TouchedVerdict verdict);
 /* Keys held now in all tables (for status and tests). */
 size_t touched_count(TouchedKeys *touched);
 
-/* Appends a value to a text[] literal under construction ("{" ... "}"): quoted, escaped. */
-bool touched_append_array_element(char **buf, size_t *used, size_t *cap, const char *value, size_t len,
-								  bool first) __attribute__((warn_unused_result));
-
 #endif

@@ -59,24 +59,6 @@ test_application_roles_and_others(void **state)
 }
 
 static void
-test_text_array_quotes_every_item(void **state)
-{
-	char *hostile[] = {"app", "we\"ird", "back\\slash", "com,ma", "", "{brace}", NULL};
-	char *none[] = {NULL};
-	char *text;
-
-	text = guard_text_array(hostile);
-	assert_string_equal(text, "{\"app\",\"we\\\"ird\",\"back\\\\slash\",\"com,ma\",\"\",\"{brace}\"}");
-	free(text);
-	text = guard_text_array(none);
-	assert_string_equal(text, "{}");
-	free(text);
-	text = guard_text_array(NULL);
-	assert_string_equal(text, "{}");
-	free(text);
-}
-
-static void
 test_parse_mode(void **state)
 {
 	GuardMode mode = GUARD_OBSERVE;
@@ -253,7 +235,6 @@ main(void)
 		cmocka_unit_test(test_agent_sessions_are_its_role_and_name),
 		cmocka_unit_test(test_a_switchyard_name_alone_is_not_enough),
 		cmocka_unit_test(test_application_roles_and_others),
-		cmocka_unit_test(test_text_array_quotes_every_item),
 		cmocka_unit_test(test_parse_mode),
 		cmocka_unit_test(test_record_add_keeps_one_entry_per_grantee_and_grantor),
 		cmocka_unit_test(test_record_roles_are_a_union),
