@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
@@ -43,6 +44,7 @@ struct Receiver
 	struct event feedback_timer;
 	struct event retry_timer;
 	struct event full_timer;
+	struct event synced_event;  /* the spool's syncer made more durable */
 	bool read_armed;
 	int retry_seconds;
 
@@ -457,17 +459,39 @@ receiver_on_readable(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	}
-	/* group commit: one fsync for everything this wakeup brought; the applier starts first */
+	/*
+	 * Group commit: everything this wakeup brought goes to the applier at once and to the
+	 * syncer thread for one fsync, which the receiver does not wait for: a transaction that
+	 * arrives meanwhile is read at once. Feedback follows when the syncer is done.
+	 */
 	if (spool_has_unsynced(receiver->spool))
 	{
-		if (!spool_publish(receiver->spool) || !spool_sync(receiver->spool))
+		if (!spool_publish(receiver->spool) || !spool_sync_request(receiver->spool))
 		{
 			receiver_connection_lost(receiver, "the spool could not be synced");
 			return;
 		}
-		if (spool_durable_lsn(receiver->spool) > receiver->reported_flush)
-			receiver_send_feedback(receiver, false);
 	}
+}
+
+/* The syncer made more of the spool durable: confirm it to the source. */
+static void
+receiver_on_synced(evutil_socket_t fd, short what, void *arg)
+{
+	Receiver *receiver = arg;
+	uint64_t count;
+
+	while (read(fd, &count, sizeof(count)) > 0)
+		;
+	if (receiver->conn == NULL)
+		return;
+	if (spool_sync_failed(receiver->spool))
+	{
+		receiver_connection_lost(receiver, "the spool could not be synced");
+		return;
+	}
+	if (spool_durable_lsn(receiver->spool) > receiver->reported_flush)
+		receiver_send_feedback(receiver, false);
 }
 
 static bool
@@ -614,6 +638,9 @@ receiver_start(const ReceiverOptions *options, Receiver **out)
 	evtimer_assign(&receiver->retry_timer, receiver->base, receiver_on_retry_timer, receiver);
 	evtimer_assign(&receiver->full_timer, receiver->base, receiver_on_full_timer, receiver);
 	event_assign(&receiver->feedback_timer, receiver->base, -1, EV_PERSIST, receiver_on_feedback_timer, receiver);
+	event_assign(&receiver->synced_event, receiver->base, spool_sync_event_fd(receiver->spool),
+				 EV_READ | EV_PERSIST, receiver_on_synced, receiver);
+	event_add(&receiver->synced_event, NULL);
 	if (!receiver_connect(receiver))
 	{
 		receiver_free(receiver);
@@ -645,10 +672,12 @@ receiver_free(Receiver *receiver)
 	if (receiver == NULL)
 		return;
 	event_del(&receiver->feedback_timer);
+	event_del(&receiver->synced_event);
 	event_del(&receiver->retry_timer);
 	if (receiver->conn != NULL)
 	{
-		if (spool_has_unsynced(receiver->spool) && !spool_sync(receiver->spool))
+		/* also waits for the syncer thread, so the last update below carries its work */
+		if (!spool_sync(receiver->spool))
 			log_warning("could not sync the spool at shutdown");
 		/* a last, blocking status update so the slot moves up to what is durable */
 		PQsetnonblocking(receiver->conn, 0);

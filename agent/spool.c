@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -180,6 +181,25 @@ struct Spool
 	SpoolPosition hold_end;   /* segment and byte just after that boundary record */
 	Lsn hold_visible_lsn;     /* that boundary */
 	bool dir_dirty;           /* a file was created, renamed or removed since the last fsync */
+
+	/*
+	 * The syncer thread, under mutex: fdatasync takes milliseconds, and a receiver blocked in
+	 * it leaves the next transaction waiting in the socket. The writer asks (fd, bytes, LSN),
+	 * the syncer makes them durable and raises durable_lsn; anything that closes, truncates
+	 * or syncs the segment itself waits for the syncer to be idle first.
+	 */
+	pthread_t syncer;
+	bool syncer_running;
+	pthread_cond_t sync_wake;     /* the syncer waits here for a request or stop */
+	pthread_cond_t sync_idle;     /* the writer waits here for the syncer to finish */
+	bool sync_requested;
+	bool sync_busy;
+	bool sync_stop;
+	bool sync_failed;             /* an fsync failed: the writer turns broken */
+	int sync_fd;
+	bool sync_dir;
+	Lsn sync_lsn;
+	int sync_event_fd;            /* written after each background sync (receiver wakes) */
 };
 
 /* Reads frames from one file up to a limit that may move forward (the durable end). */
@@ -645,6 +665,8 @@ spool_segment_start(Spool *spool, uint64_t number)
 	return true;
 }
 
+static bool spool_syncer_quiesce(Spool *spool) __attribute__((warn_unused_result));
+
 /* Closes the current segment (made durable now, so nothing older needs tracking) and
  * starts the next one. */
 static bool
@@ -652,7 +674,8 @@ spool_segment_roll(Spool *spool)
 {
 	SpoolOut *out = &spool->segment;
 
-	if (!spool_buffer_flush(spool, &spool->write_buffer) || !spool_out_datasync(spool, out))
+	if (!spool_syncer_quiesce(spool) || !spool_buffer_flush(spool, &spool->write_buffer) ||
+		!spool_out_datasync(spool, out))
 		return false;
 	close(out->fd);
 	out->fd = -1;
@@ -852,12 +875,138 @@ spool_publish(Spool *spool)
 	return true;
 }
 
+/* The syncer thread: one fdatasync (and directory fsync) per request, outside the mutex. */
+static void *
+spool_syncer_main(void *arg)
+{
+	Spool *spool = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&spool->mutex);
+	for (;;)
+	{
+		int fd;
+		bool dir;
+		Lsn lsn;
+		bool ok;
+
+		while (!spool->sync_requested && !spool->sync_stop)
+			pthread_cond_wait(&spool->sync_wake, &spool->mutex);
+		if (!spool->sync_requested)
+			break;
+		fd = spool->sync_fd;
+		dir = spool->sync_dir;
+		lsn = spool->sync_lsn;
+		spool->sync_dir = false;
+		spool->sync_requested = false;
+		spool->sync_busy = true;
+		pthread_mutex_unlock(&spool->mutex);
+
+		ok = fdatasync(fd) == 0;
+		if (!ok)
+			log_error("could not fsync spool segment in \"%s\": %m", spool->dir);
+		else if (dir && fsync(spool->dirfd) != 0)
+		{
+			log_error("could not fsync spool directory \"%s\": %m", spool->dir);
+			ok = false;
+		}
+
+		pthread_mutex_lock(&spool->mutex);
+		spool->sync_busy = false;
+		if (!ok)
+			spool->sync_failed = true;
+		else if (lsn > spool->durable_lsn)
+		{
+			spool->durable_lsn = lsn;
+			pthread_cond_broadcast(&spool->published);
+		}
+		pthread_cond_broadcast(&spool->sync_idle);
+		if (spool->sync_event_fd >= 0 && write(spool->sync_event_fd, &one, sizeof(one)) < 0)
+		{
+			/* a full counter already wakes the receiver */
+		}
+	}
+	pthread_mutex_unlock(&spool->mutex);
+	return NULL;
+}
+
+/* Waits until the syncer holds no request: the segment may then be closed or cut. */
+static bool
+spool_syncer_quiesce(Spool *spool)
+{
+	bool failed;
+
+	if (!spool->syncer_running)
+		return !spool->broken;
+	pthread_mutex_lock(&spool->mutex);
+	while (spool->sync_requested || spool->sync_busy)
+		pthread_cond_wait(&spool->sync_idle, &spool->mutex);
+	failed = spool->sync_failed;
+	pthread_mutex_unlock(&spool->mutex);
+	if (failed && !spool->broken)
+		spool_set_broken(spool);
+	return !spool->broken;
+}
+
+bool
+spool_sync_request(Spool *spool)
+{
+	bool failed;
+	bool dir_dirty;
+
+	if (spool->broken)
+		return false;
+	if (!spool->syncer_running)
+		return spool_sync(spool);
+	if (!spool_buffer_flush(spool, &spool->write_buffer))
+		return false;
+	pthread_mutex_lock(&spool->mutex);
+	failed = spool->sync_failed;
+	dir_dirty = spool->dir_dirty;
+	if (!failed && (spool->unsynced || dir_dirty))
+	{
+		spool->sync_fd = spool->segment.fd;
+		/* a later request covers an earlier one still waiting: same file, more bytes */
+		spool->sync_dir = spool->sync_dir || dir_dirty;
+		spool->dir_dirty = false;
+		if (spool->appended_lsn > spool->sync_lsn)
+			spool->sync_lsn = spool->appended_lsn;
+		spool->sync_requested = true;
+		pthread_cond_signal(&spool->sync_wake);
+	}
+	pthread_mutex_unlock(&spool->mutex);
+	if (failed)
+	{
+		spool_set_broken(spool);
+		return false;
+	}
+	spool->unsynced = false;
+	return true;
+}
+
+int
+spool_sync_event_fd(const Spool *spool)
+{
+	return spool->sync_event_fd;
+}
+
+bool
+spool_sync_failed(Spool *spool)
+{
+	bool failed;
+
+	pthread_mutex_lock(&spool->mutex);
+	failed = spool->sync_failed;
+	pthread_mutex_unlock(&spool->mutex);
+	return failed || spool->broken;
+}
+
 bool
 spool_sync(Spool *spool)
 {
 	bool dir_dirty;
 
-	if (spool->broken)
+	if (!spool_syncer_quiesce(spool))
 		return false;
 	pthread_mutex_lock(&spool->mutex);
 	dir_dirty = spool->dir_dirty;
@@ -897,7 +1046,7 @@ spool_rewind(Spool *spool)
 	SpoolOut *out = &spool->segment;
 	uint64_t keep = spool->boundary_end;
 
-	if (spool->broken)
+	if (!spool_syncer_quiesce(spool))
 		return false;
 	if (out->size <= keep)
 		return true;
@@ -1930,7 +2079,10 @@ spool_open(const SpoolOptions *options, Spool **out)
 	}
 	spool->dirfd = -1;
 	spool->segment.fd = -1;
+	spool->sync_event_fd = -1;
 	pthread_mutex_init(&spool->mutex, NULL);
+	pthread_cond_init(&spool->sync_wake, NULL);
+	pthread_cond_init(&spool->sync_idle, NULL);
 	/* Timed waits measure on the monotonic clock, immune to wall-clock steps. */
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -1981,6 +2133,18 @@ spool_open(const SpoolOptions *options, Spool **out)
 	/* Appending continues in a new segment: the recovered ones stay as they are. */
 	if (!spool_segment_start(spool, next_segment) || !spool_sync(spool))
 		goto cleanup;
+	spool->sync_event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (spool->sync_event_fd < 0)
+	{
+		log_error("could not create an eventfd for the spool's syncer: %m");
+		goto cleanup;
+	}
+	if (pthread_create(&spool->syncer, NULL, spool_syncer_main, spool) != 0)
+	{
+		log_error("could not start the spool's syncer thread");
+		goto cleanup;
+	}
+	spool->syncer_running = true;
 	log_debug("spool \"%s\" opened: %zu segments, durable up to %s", spool->dir,
 			  spool->nsegments, lsn_format(spool->durable_lsn, lsn_text));
 	ok = true;
@@ -1999,6 +2163,16 @@ spool_close(Spool *spool)
 {
 	if (spool == NULL)
 		return;
+	if (spool->syncer_running)
+	{
+		pthread_mutex_lock(&spool->mutex);
+		spool->sync_stop = true;
+		pthread_cond_signal(&spool->sync_wake);
+		pthread_mutex_unlock(&spool->mutex);
+		pthread_join(spool->syncer, NULL);
+	}
+	if (spool->sync_event_fd >= 0)
+		close(spool->sync_event_fd);
 	/* Unsynced data is dropped on purpose: it was never confirmed, the source resends it.
 	 * Open stream files stay for the next spool_open to remove. */
 	for (size_t i = 0; i < spool->nstreams; i++)
@@ -2022,6 +2196,8 @@ spool_close(Spool *spool)
 	if (spool->sync_objects)
 	{
 		pthread_cond_destroy(&spool->published);
+		pthread_cond_destroy(&spool->sync_wake);
+		pthread_cond_destroy(&spool->sync_idle);
 		pthread_mutex_destroy(&spool->mutex);
 	}
 	free(spool->dir);

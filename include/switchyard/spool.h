@@ -92,6 +92,16 @@ bool spool_rewind(Spool *spool) __attribute__((warn_unused_result));
 bool spool_publish(Spool *spool) __attribute__((warn_unused_result));
 /* Writes and fsyncs everything appended; then publishes it to the reader. */
 bool spool_sync(Spool *spool) __attribute__((warn_unused_result));
+/*
+ * Writes everything appended and hands the fsync to the spool's syncer thread, which raises
+ * the durable LSN when done and then makes spool_sync_event_fd() readable (an eventfd: read
+ * it to clear it). The writer goes on receiving meanwhile. False when the spool is broken,
+ * e.g. after an earlier background fsync failed.
+ */
+bool spool_sync_request(Spool *spool) __attribute__((warn_unused_result));
+int spool_sync_event_fd(const Spool *spool);
+/* A background fsync failed, or the writer is broken: nothing more becomes durable. */
+bool spool_sync_failed(Spool *spool);
 /* Appended since the last spool_sync. */
 bool spool_has_unsynced(const Spool *spool);
 
