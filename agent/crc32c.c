@@ -1,6 +1,7 @@
 /*
- * CRC-32C (Castagnoli), the checksum in front of every spool record. Software slicing-by-8:
- * eight 256-entry tables let the loop fold eight input bytes per step with independent loads.
+ * CRC-32C (Castagnoli), the checksum in front of every spool record. On x86-64 with SSE 4.2
+ * the CPU's crc32 instruction does it (eight bytes per instruction); elsewhere software
+ * slicing-by-8: eight 256-entry tables fold eight input bytes per step with independent loads.
  */
 #include "switchyard/crc32c.h"
 
@@ -46,7 +47,7 @@ crc32c_load_le32(const uint8_t *p)
 }
 
 uint32_t
-crc32c(uint32_t crc, const void *data, size_t len)
+crc32c_portable(uint32_t crc, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 
@@ -70,3 +71,43 @@ crc32c(uint32_t crc, const void *data, size_t len)
 		crc = (crc >> 8) ^ crc32c_table[0][(crc ^ *p++) & 0xFFu];
 	return ~crc;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <string.h>
+
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_sse42(uint32_t crc, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t crc64 = ~crc;
+
+	while (len >= 8)
+	{
+		uint64_t word;
+
+		memcpy(&word, p, sizeof(word));
+		crc64 = __builtin_ia32_crc32di(crc64, word);
+		p += 8;
+		len -= 8;
+	}
+	crc = (uint32_t) crc64;
+	while (len-- > 0)
+		crc = __builtin_ia32_crc32qi(crc, *p++);
+	return ~crc;
+}
+
+uint32_t
+crc32c(uint32_t crc, const void *data, size_t len)
+{
+	/* reads what libgcc found at start-up: no cost worth caching */
+	if (__builtin_cpu_supports("sse4.2"))
+		return crc32c_sse42(crc, data, len);
+	return crc32c_portable(crc, data, len);
+}
+#else
+uint32_t
+crc32c(uint32_t crc, const void *data, size_t len)
+{
+	return crc32c_portable(crc, data, len);
+}
+#endif
