@@ -141,6 +141,52 @@ conninfo_result_error(const PGresult *result)
 	return conninfo_one_line(PQresultErrorMessage(result));
 }
 
+/*
+ * libpq quotes a malformed URI whole in its message, password included: every copy of the
+ * URI's password (postgresql://user:PASSWORD@host) in message becomes "***".
+ */
+static void
+conninfo_hide_uri_password(const char *conninfo, char *message)
+{
+	const char *start = strstr(conninfo, "://");
+	const char *at;
+	const char *colon;
+	const char *end;
+	size_t len;
+
+	if (start == NULL)
+		return;
+	start += 3;
+	end = start + strcspn(start, "/?");
+	at = NULL;
+	for (const char *p = start; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return;
+	colon = memchr(start, ':', (size_t) (at - start));
+	if (colon == NULL || colon + 1 == at)
+		return;
+	len = (size_t) (at - colon - 1);
+	for (char *p = message; *p != '\0';)
+	{
+		if (strncmp(p, colon + 1, len) != 0)
+			p++;
+		else if (len >= 3)
+		{
+			/* shorter than what it hides: the message only shrinks */
+			memcpy(p, "***", 3);
+			memmove(p + 3, p + len, strlen(p + len) + 1);
+			p += 3;
+		}
+		else
+		{
+			memset(p, '*', len);
+			p += len;
+		}
+	}
+}
+
 bool
 conninfo_check(const char *conninfo, char *why, size_t whylen)
 {
@@ -159,5 +205,6 @@ conninfo_check(const char *conninfo, char *why, size_t whylen)
 	}
 	snprintf(why, whylen, "%s", conninfo_one_line(errmsg != NULL ? errmsg : "out of memory"));
 	PQfreemem(errmsg);
+	conninfo_hide_uri_password(conninfo, why);
 	return false;
 }

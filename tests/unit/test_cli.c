@@ -183,6 +183,7 @@ test_malformed_conninfo_is_a_usage_error(void **state)
 {
 	char *source[] = {"switchyard", "run", "--source", "host=x password=Hidden-1 port", "--target", "t"};
 	char *target[] = {"switchyard", "run", "--source", "s", "--target", "host='y"};
+	char *uri[] = {"switchyard", "run", "--source", "postgresql://u:Hidden-2@[::1/db", "--target", "t"};
 	char *pgbouncer[] = {"switchyard", "cutover", "--pgbouncer", "host=a x", "--pgbouncer-db", "d",
 		"--pgbouncer-ini", "f"};
 	char *from_env[] = {"switchyard", "run", "--target", "t"};
@@ -192,6 +193,10 @@ test_malformed_conninfo_is_a_usage_error(void **state)
 	/* the string may hold a password: it is not echoed */
 	assert_null(strstr(last_error, "Hidden-1"));
 	assert_usage_error(ARGC(target), target, "invalid connection string for \"--target\": unterminated");
+	/* libpq quotes a malformed URI whole: its password is hidden */
+	assert_usage_error(ARGC(uri), uri, "invalid connection string for \"--source\": end of string");
+	assert_null(strstr(last_error, "Hidden-2"));
+	assert_non_null(strstr(last_error, "postgresql://u:***@[::1/db"));
 	assert_usage_error(ARGC(pgbouncer), pgbouncer, "invalid connection string for \"--pgbouncer\"");
 	setenv("SWITCHYARD_SOURCE", "host=x port", 1);
 	assert_usage_error(ARGC(from_env), from_env, "invalid connection string in SWITCHYARD_SOURCE");
