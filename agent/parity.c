@@ -344,6 +344,13 @@ parity_column_cast(const ParityTypeInfo *type)
 	return PARITY_CAST_TEXT;
 }
 
+/*
+ * Text hashes ask their collation whether it is deterministic, a lookup per row unless the
+ * collation is "C"; bytes are then hashed as they are, the same for every deterministic
+ * collation, and values that a nondeterministic one calls equal still differ.
+ */
+#define PARITY_COLLATE_C " COLLATE \"C\""
+
 const char *
 parity_column_hash_function(const ParityTypeInfo *type, ParityCast cast, const char **argument_cast)
 {
@@ -353,6 +360,7 @@ parity_column_hash_function(const ParityTypeInfo *type, ParityCast cast, const c
 	switch (cast)
 	{
 		case PARITY_CAST_TEXT:
+			*argument_cast = PARITY_COLLATE_C;
 			return "hashtextextended";
 		case PARITY_CAST_NUMERIC:
 			return "hash_numeric_extended";
@@ -376,8 +384,10 @@ parity_column_hash_function(const ParityTypeInfo *type, ParityCast cast, const c
 			return "hashint4extended";
 		case 25:
 		case 1043:              /* varchar is binary-coercible to text */
+			*argument_cast = PARITY_COLLATE_C;
 			return "hashtextextended";
 		case 1042:
+			*argument_cast = PARITY_COLLATE_C;
 			return "hashbpcharextended";
 		case 1700:
 			return "hash_numeric_extended";
@@ -392,8 +402,12 @@ parity_column_hash_function(const ParityTypeInfo *type, ParityCast cast, const c
 		case 1114:
 			return "timestamp_hash_extended";
 		case 1184:
-			/* timestamptz's own hash is timestamp's; the session's TimeZone is pinned to UTC */
-			*argument_cast = "::timestamp";
+			/*
+			 * timestamptz's own hash is timestamp's. AT TIME ZONE with a zero interval hands
+			 * the same microseconds over as a timestamp (infinity included) without the cast's
+			 * calendar round trip, which cost a tenth of the whole row hash.
+			 */
+			*argument_cast = " AT TIME ZONE INTERVAL '0'";
 			return "timestamp_hash_extended";
 		case 1186:
 			return "interval_hash_extended";

@@ -77,13 +77,15 @@ hostile_table(void)
 {
 	static const ColumnSpec specs[] = {
 		{"Room ID", "bigint", PARITY_CAST_NONE, NULL, PARITY_KEY_INT, "hashint8extended", ""},
-		{"Display \"Name\"", "text", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT, "hashtextextended", ""},
-		{"payload", "json", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended", ""},
-		{"status", "public.inquiry_status", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended", ""},
+		{"Display \"Name\"", "text", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT, "hashtextextended",
+			" COLLATE \"C\""},
+		{"payload", "json", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended", " COLLATE \"C\""},
+		{"status", "public.inquiry_status", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended",
+			" COLLATE \"C\""},
 		{"cost", "money", PARITY_CAST_NUMERIC, NULL, PARITY_KEY_TEXT, "hash_numeric_extended", ""},
 		{"csat", "public.csat_score", PARITY_CAST_BASE, "smallint", PARITY_KEY_INT, "hashint2extended", ""},
 		{"seen", "timestamp with time zone", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT,
-			"timestamp_hash_extended", "::timestamp"},
+			"timestamp_hash_extended", " AT TIME ZONE INTERVAL '0'"},
 		{"flag", "boolean", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT, NULL, NULL},
 	};
 	static const int key[] = {0};
@@ -193,11 +195,12 @@ test_common_types_are_hashed_by_their_own_function(void **state)
 	assert_string_equal(parity_column_hash_function(&int8, PARITY_CAST_NONE, &cast), "hashint8extended");
 	assert_string_equal(cast, "");
 	assert_string_equal(parity_column_hash_function(&varchar, PARITY_CAST_NONE, &cast), "hashtextextended");
+	assert_string_equal(cast, " COLLATE \"C\"");
 	assert_string_equal(parity_column_hash_function(&timestamptz, PARITY_CAST_NONE, &cast),
 						"timestamp_hash_extended");
-	assert_string_equal(cast, "::timestamp");
+	assert_string_equal(cast, " AT TIME ZONE INTERVAL '0'");
 	assert_string_equal(parity_column_hash_function(&enumeration, PARITY_CAST_TEXT, &cast), "hashtextextended");
-	assert_string_equal(cast, "");
+	assert_string_equal(cast, " COLLATE \"C\"");
 	assert_string_equal(parity_column_hash_function(&money, PARITY_CAST_NUMERIC, &cast), "hash_numeric_extended");
 	assert_string_equal(parity_column_hash_function(&domain_int2, PARITY_CAST_BASE, &cast), "hashint2extended");
 	/* no SQL-callable function of their own type: hashed together as one record */
@@ -235,12 +238,12 @@ test_fingerprint_sql_casts_columns_and_quotes_names(void **state)
 
 #define HOSTILE_HASH \
 	"hashint8extended(coalesce(hashint8extended(\"Room ID\", 1), 1) # " \
-	"coalesce(hashtextextended(\"Display \"\"Name\"\"\", 2), 2) # " \
-	"coalesce(hashtextextended(\"payload\"::text, 3), 3) # " \
-	"coalesce(hashtextextended(\"status\"::text, 4), 4) # " \
+	"coalesce(hashtextextended(\"Display \"\"Name\"\"\" COLLATE \"C\", 2), 2) # " \
+	"coalesce(hashtextextended(\"payload\"::text COLLATE \"C\", 3), 3) # " \
+	"coalesce(hashtextextended(\"status\"::text COLLATE \"C\", 4), 4) # " \
 	"coalesce(hash_numeric_extended(\"cost\"::numeric, 5), 5) # " \
 	"coalesce(hashint2extended(\"csat\"::smallint, 6), 6) # " \
-	"coalesce(timestamp_hash_extended(\"seen\"::timestamp, 7), 7) # " \
+	"coalesce(timestamp_hash_extended(\"seen\" AT TIME ZONE INTERVAL '0', 7), 7) # " \
 	"hash_record_extended(ROW(\"flag\"), 0), 0)"
 
 	assert_string_equal(whole, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
