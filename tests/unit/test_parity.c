@@ -257,6 +257,31 @@ test_fingerprint_sql_casts_columns_and_quotes_names(void **state)
 }
 
 static void
+test_pages_fingerprint_sql_is_a_tid_range_with_the_leaf_hash(void **state)
+{
+	ParityTable *table = hostile_table();
+	char *leaf = parity_fingerprint_sql(table, false, false);
+	char *first = parity_pages_fingerprint_sql(table, false, true);
+	char *middle = parity_pages_fingerprint_sql(table, true, true);
+	char *last = parity_pages_fingerprint_sql(table, true, false);
+
+	/* the same count and row hash as a leaf's, so the chunks add up to the leaves' totals */
+	assert_string_equal(first, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
+						"FROM ONLY \"Support \"\"Desk\"\" ø\".\"Chat \"\"Rooms\"\" ü\" WHERE ctid < $1::tid");
+	assert_string_equal(middle, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
+						"FROM ONLY \"Support \"\"Desk\"\" ø\".\"Chat \"\"Rooms\"\" ü\" "
+						"WHERE ctid >= $1::tid AND ctid < $2::tid");
+	assert_string_equal(last, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
+						"FROM ONLY \"Support \"\"Desk\"\" ø\".\"Chat \"\"Rooms\"\" ü\" WHERE ctid >= $1::tid");
+	assert_int_equal(strncmp(leaf, first, strlen(leaf)), 0);
+	free(leaf);
+	free(first);
+	free(middle);
+	free(last);
+	parity_table_free(table);
+}
+
+static void
 test_composite_keys_are_row_comparisons(void **state)
 {
 	ParityTable *table = composite_table();
@@ -559,6 +584,7 @@ main(void)
 		cmocka_unit_test(test_common_types_are_hashed_by_their_own_function),
 		cmocka_unit_test(test_integer_keys_merge_numerically_others_by_text),
 		cmocka_unit_test(test_fingerprint_sql_casts_columns_and_quotes_names),
+		cmocka_unit_test(test_pages_fingerprint_sql_is_a_tid_range_with_the_leaf_hash),
 		cmocka_unit_test(test_composite_keys_are_row_comparisons),
 		cmocka_unit_test(test_keys_fingerprint_sql_reads_text_arrays_in_key_order),
 		cmocka_unit_test(test_stream_sql_orders_keys_the_way_the_merge_compares),
