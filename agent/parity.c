@@ -1,8 +1,10 @@
 /*
  * Row-level parity: tables described on both servers, split into primary-key leaves,
- * fingerprinted in the servers (count(*) plus bit_xor of hash_record_extended), and every
- * leaf that differs narrowed to the row by merging the two key-ordered (key, hash) streams.
- * verify.c gives it sessions that hold the common snapshot; repair writes the source's rows.
+ * fingerprinted in the servers (count(*) plus bit_xor of a per-row hash of every column) -
+ * large tables first in one pass in page order per side, their leaves only if that differs -
+ * and every leaf that differs narrowed to the row by merging the two key-ordered (key, hash)
+ * streams. verify.c gives it sessions that hold the common snapshot; repair writes the
+ * source's rows.
  */
 #include "switchyard/parity.h"
 
