@@ -751,6 +751,27 @@ cleanup:
 	return ok;
 }
 
+/*
+ * Rows per leaf; SWITCHYARD_PARITY_LEAF_ROWS lets the tests split their small tables into
+ * many leaves (the physical pass and its fallback to key ranges need more than one).
+ */
+static int64_t
+verify_leaf_rows(void)
+{
+	const char *env = getenv("SWITCHYARD_PARITY_LEAF_ROWS");
+	long long value;
+	char *end = NULL;
+
+	if (env != NULL && env[0] != '\0')
+	{
+		value = strtoll(env, &end, 10);
+		if (*end == '\0' && value >= 1 && value <= 1000000000)
+			return (int64_t) value;
+		log_warning("ignoring SWITCHYARD_PARITY_LEAF_ROWS=\"%s\": expected rows from 1 to 1000000000", env);
+	}
+	return PARITY_DEFAULT_LEAF_ROWS;
+}
+
 static bool
 verify_prepare_tables(VerifyContext *ctx)
 {
@@ -777,7 +798,7 @@ verify_prepare_tables(VerifyContext *ctx)
 			goto cleanup;
 		if (!verify_add_table(ctx, table))
 			goto cleanup;
-		if (!parity_table_plan(ctx->source, table, PARITY_DEFAULT_LEAF_ROWS, &ctx->error))
+		if (!parity_table_plan(ctx->source, table, verify_leaf_rows(), &ctx->error))
 			goto cleanup;
 	}
 	ok = true;

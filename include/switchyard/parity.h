@@ -195,6 +195,12 @@ char *parity_range_sql(const ParityTable *table, bool lower, bool upper, int fir
 /* The leaf fingerprint: count(*), bit_xor of the row hash (keyless: plus a sum). Caller frees. */
 char *parity_fingerprint_sql(const ParityTable *table, bool lower, bool upper);
 /*
+ * The same fingerprint of the rows in a range of pages, ctid >= $1::tid AND ctid < $2::tid
+ * (either bound may be left out; the parameters are numbered from $1): a physical pass,
+ * which each side splits by its own size. Caller frees.
+ */
+char *parity_pages_fingerprint_sql(const ParityTable *table, bool lower, bool upper);
+/*
  * The fingerprint of just the rows whose keys are given: $1..$nkeys are text[] arrays of
  * the key columns' values (in key order, text form), one element per row. Caller frees.
  */

@@ -77,13 +77,15 @@ hostile_table(void)
 {
 	static const ColumnSpec specs[] = {
 		{"Room ID", "bigint", PARITY_CAST_NONE, NULL, PARITY_KEY_INT, "hashint8extended", ""},
-		{"Display \"Name\"", "text", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT, "hashtextextended", ""},
-		{"payload", "json", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended", ""},
-		{"status", "public.inquiry_status", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended", ""},
+		{"Display \"Name\"", "text", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT, "hashtextextended",
+			" COLLATE \"C\""},
+		{"payload", "json", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended", " COLLATE \"C\""},
+		{"status", "public.inquiry_status", PARITY_CAST_TEXT, NULL, PARITY_KEY_TEXT, "hashtextextended",
+			" COLLATE \"C\""},
 		{"cost", "money", PARITY_CAST_NUMERIC, NULL, PARITY_KEY_TEXT, "hash_numeric_extended", ""},
 		{"csat", "public.csat_score", PARITY_CAST_BASE, "smallint", PARITY_KEY_INT, "hashint2extended", ""},
 		{"seen", "timestamp with time zone", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT,
-			"timestamp_hash_extended", "::timestamp"},
+			"timestamp_hash_extended", " AT TIME ZONE INTERVAL '0'"},
 		{"flag", "boolean", PARITY_CAST_NONE, NULL, PARITY_KEY_TEXT, NULL, NULL},
 	};
 	static const int key[] = {0};
@@ -193,11 +195,12 @@ test_common_types_are_hashed_by_their_own_function(void **state)
 	assert_string_equal(parity_column_hash_function(&int8, PARITY_CAST_NONE, &cast), "hashint8extended");
 	assert_string_equal(cast, "");
 	assert_string_equal(parity_column_hash_function(&varchar, PARITY_CAST_NONE, &cast), "hashtextextended");
+	assert_string_equal(cast, " COLLATE \"C\"");
 	assert_string_equal(parity_column_hash_function(&timestamptz, PARITY_CAST_NONE, &cast),
 						"timestamp_hash_extended");
-	assert_string_equal(cast, "::timestamp");
+	assert_string_equal(cast, " AT TIME ZONE INTERVAL '0'");
 	assert_string_equal(parity_column_hash_function(&enumeration, PARITY_CAST_TEXT, &cast), "hashtextextended");
-	assert_string_equal(cast, "");
+	assert_string_equal(cast, " COLLATE \"C\"");
 	assert_string_equal(parity_column_hash_function(&money, PARITY_CAST_NUMERIC, &cast), "hash_numeric_extended");
 	assert_string_equal(parity_column_hash_function(&domain_int2, PARITY_CAST_BASE, &cast), "hashint2extended");
 	/* no SQL-callable function of their own type: hashed together as one record */
@@ -235,12 +238,12 @@ test_fingerprint_sql_casts_columns_and_quotes_names(void **state)
 
 #define HOSTILE_HASH \
 	"hashint8extended(coalesce(hashint8extended(\"Room ID\", 1), 1) # " \
-	"coalesce(hashtextextended(\"Display \"\"Name\"\"\", 2), 2) # " \
-	"coalesce(hashtextextended(\"payload\"::text, 3), 3) # " \
-	"coalesce(hashtextextended(\"status\"::text, 4), 4) # " \
+	"coalesce(hashtextextended(\"Display \"\"Name\"\"\" COLLATE \"C\", 2), 2) # " \
+	"coalesce(hashtextextended(\"payload\"::text COLLATE \"C\", 3), 3) # " \
+	"coalesce(hashtextextended(\"status\"::text COLLATE \"C\", 4), 4) # " \
 	"coalesce(hash_numeric_extended(\"cost\"::numeric, 5), 5) # " \
 	"coalesce(hashint2extended(\"csat\"::smallint, 6), 6) # " \
-	"coalesce(timestamp_hash_extended(\"seen\"::timestamp, 7), 7) # " \
+	"coalesce(timestamp_hash_extended(\"seen\" AT TIME ZONE INTERVAL '0', 7), 7) # " \
 	"hash_record_extended(ROW(\"flag\"), 0), 0)"
 
 	assert_string_equal(whole, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
@@ -250,6 +253,31 @@ test_fingerprint_sql_casts_columns_and_quotes_names(void **state)
 						"WHERE \"Room ID\" >= $1::bigint AND \"Room ID\" < $2::bigint");
 	free(whole);
 	free(leaf);
+	parity_table_free(table);
+}
+
+static void
+test_pages_fingerprint_sql_is_a_tid_range_with_the_leaf_hash(void **state)
+{
+	ParityTable *table = hostile_table();
+	char *leaf = parity_fingerprint_sql(table, false, false);
+	char *first = parity_pages_fingerprint_sql(table, false, true);
+	char *middle = parity_pages_fingerprint_sql(table, true, true);
+	char *last = parity_pages_fingerprint_sql(table, true, false);
+
+	/* the same count and row hash as a leaf's, so the chunks add up to the leaves' totals */
+	assert_string_equal(first, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
+						"FROM ONLY \"Support \"\"Desk\"\" ø\".\"Chat \"\"Rooms\"\" ü\" WHERE ctid < $1::tid");
+	assert_string_equal(middle, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
+						"FROM ONLY \"Support \"\"Desk\"\" ø\".\"Chat \"\"Rooms\"\" ü\" "
+						"WHERE ctid >= $1::tid AND ctid < $2::tid");
+	assert_string_equal(last, "SELECT count(*), coalesce(bit_xor(" HOSTILE_HASH "), 0) "
+						"FROM ONLY \"Support \"\"Desk\"\" ø\".\"Chat \"\"Rooms\"\" ü\" WHERE ctid >= $1::tid");
+	assert_int_equal(strncmp(leaf, first, strlen(leaf)), 0);
+	free(leaf);
+	free(first);
+	free(middle);
+	free(last);
 	parity_table_free(table);
 }
 
@@ -556,6 +584,7 @@ main(void)
 		cmocka_unit_test(test_common_types_are_hashed_by_their_own_function),
 		cmocka_unit_test(test_integer_keys_merge_numerically_others_by_text),
 		cmocka_unit_test(test_fingerprint_sql_casts_columns_and_quotes_names),
+		cmocka_unit_test(test_pages_fingerprint_sql_is_a_tid_range_with_the_leaf_hash),
 		cmocka_unit_test(test_composite_keys_are_row_comparisons),
 		cmocka_unit_test(test_keys_fingerprint_sql_reads_text_arrays_in_key_order),
 		cmocka_unit_test(test_stream_sql_orders_keys_the_way_the_merge_compares),
