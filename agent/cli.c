@@ -1164,7 +1164,8 @@ print_command_help(CliCommand command)
 				   "  --max-pause MS        roll back if the write pause grows past MS (default 5000)\n"
 				   "  --max-lag SIZE        refuse when the target is further behind (default 16MB)\n"
 				   "  --dry-run             run the preflight only, change nothing; say which tables the\n"
-				   "                        final parity compares by touched keys, which in full\n"
+				   "                        final parity compares by touched keys, which it skips (no\n"
+				   "                        key, not written since their baseline), which in full\n"
 				   "  --yes                 do not ask for confirmation\n"
 				   "\n"
 				   "Exit status 0 when switched (or the dry run passed), 6 when aborted.\n");

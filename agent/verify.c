@@ -1015,8 +1015,10 @@ verify_json_table(const VerifyContext *ctx, const ParityTable *table, bool with_
 	json_object_object_add(object, "compared_as", json_object_new_string(table->keyless ? "multiset" : "key"));
 	json_object_object_add(object, "key", key);
 	json_object_object_add(object, "lsn", verify_json_lsn(r->lsn));
-	json_object_object_add(object, "rows_by", json_object_new_string(r->by_keys ? "touched keys" : "all rows"));
-	if (r->by_keys)
+	json_object_object_add(object, "rows_by", json_object_new_string(r->by_keys ? "touched keys"
+																	   : r->unwritten ? "none: not written since the baseline"
+																	   : "all rows"));
+	if (r->by_keys || r->unwritten)
 	{
 		json_object_object_add(object, "touched_keys", json_object_new_int64(r->touched_keys));
 		json_object_object_add(object, "baseline_lsn", verify_json_lsn(r->baseline_lsn));
@@ -1749,9 +1751,31 @@ verify_find_baseline(const VerifyBaseline *baselines, int n, const char *display
 }
 
 /*
+ * A keyless table has no rows to name, only a last write: equal at its baseline and not
+ * written by the applier since (nothing else writes to the target: the guard), it is equal
+ * still, with nothing to compare (NULL, result.unwritten set); else the reason it is
+ * compared in full.
+ */
+static const char *
+verify_unwritten_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseline *baseline)
+{
+	Lsn last = 0;
+	TouchedVerdict verdict = touched_written_since(touched, table->schema, table->name, baseline->lsn, &last);
+
+	if (verdict != TOUCHED_KNOWN)
+		return verdict == TOUCHED_NO_START ? "it has no key, and the last clean verify is older than this run of "
+			"the agent" : touched_verdict_text(verdict);
+	if (last > baseline->lsn)
+		return "it has no key, and the stream wrote it since its last clean verify";
+	table->result.unwritten = true;
+	table->result.baseline_lsn = baseline->lsn;
+	return NULL;
+}
+
+/*
  * How one table is compared inside the fence. NULL: by the touched keys, *keys the text[]
- * literals in key order (NULL when no key was touched: nothing to compare); else the reason
- * it is compared in full.
+ * literals in key order (NULL when no key was touched, or a keyless table was not written
+ * since its baseline: nothing to compare); else the reason it is compared in full.
  */
 static const char *
 verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseline *baselines, int nbaselines,
@@ -1763,11 +1787,14 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 	const char *why = NULL;
 
 	*keys = NULL;
-	if (!table->comparable || table->keyless)
-		return table->keyless ? "it has no key" : "it cannot be compared by key";
+	if (!table->comparable)
+		return "it cannot be compared by key";
 	baseline = verify_find_baseline(baselines, nbaselines, table->display);
 	if (baseline == NULL)
-		return "no clean verify at a common point is on record for it";
+		return table->keyless ? "it has no key, and no clean verify at a common point is on record for it"
+			: "no clean verify at a common point is on record for it";
+	if (table->keyless)
+		return verify_unwritten_plan(table, touched, baseline);
 	verdict = touched_delta(touched, table->schema, table->name, baseline->lsn, &delta);
 	if (verdict != TOUCHED_KNOWN)
 		return touched_verdict_text(verdict);
@@ -1819,10 +1846,13 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 	VerifyBaseline *baselines = NULL;
 	int nbaselines = 0;
 	int nkeyed = 0;
+	int nunwritten = 0;
 	int64_t keys_total = 0;
 	size_t used;
 	char full[768] = "";
 	size_t full_used = 0;
+	char unwritten[512] = "";
+	size_t unwritten_used = 0;
 
 	if (!verify_read_baselines(ctx->options->state_dir, &baselines, &nbaselines))
 		nbaselines = 0;
@@ -1832,7 +1862,18 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 		char **keys = NULL;
 		const char *why = verify_touched_plan(table, touched, baselines, nbaselines, &keys);
 
-		if (why == NULL)
+		if (why == NULL && table->result.unwritten)
+		{
+			char lsnbuf[LSN_FORMAT_SIZE];
+
+			nunwritten++;
+			if (unwritten_used < sizeof(unwritten))
+				unwritten_used += (size_t) snprintf(unwritten + unwritten_used, sizeof(unwritten) - unwritten_used,
+													"%s%s (not written since the baseline at LSN %s)",
+													unwritten_used > 0 ? "; " : "", table->display,
+													lsn_format(table->result.baseline_lsn, lsnbuf));
+		}
+		else if (why == NULL)
 		{
 			nkeyed++;
 			keys_total += table->result.touched_keys;
@@ -1849,7 +1890,10 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 	used = (size_t) snprintf(buf, len, "the final parity compares %d of %d tables by the %" PRId64
 							 " keys the stream touched since their last clean verify", nkeyed, ctx->ntables,
 							 keys_total);
-	if (nkeyed < ctx->ntables && used < len)
+	if (nunwritten > 0 && used < len)
+		used += (size_t) snprintf(buf + used, len - used, ", skips %d that %s nothing to compare: %s", nunwritten,
+								  nunwritten == 1 ? "has" : "have", unwritten);
+	if (nkeyed + nunwritten < ctx->ntables && used < len)
 		snprintf(buf + used, len - used, ", and in full: %s", full);
 }
 
@@ -1900,7 +1944,13 @@ verify_compare_touched(VerifyContext *ctx, TouchedKeys *touched)
 			by_keys[nkeyed++] = table;
 		else
 		{
+			char lsnbuf[LSN_FORMAT_SIZE];
+
 			/* nothing touched since it was proven equal */
+			if (table->result.unwritten)
+				log_info("%s skips %s: not written since the baseline at LSN %s",
+						 ctx->fenced ? "final parity" : "parity before the fence", table->display,
+						 lsn_format(table->result.baseline_lsn, lsnbuf));
 			table->result.lsn = lsn;
 			table->result.leaves_done = 1;
 		}
@@ -2014,6 +2064,7 @@ verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool 
 	const char *what = live ? "parity before the fence" : "final parity";
 	VerifyTotals totals;
 	int nkeyed = 0;
+	int nunwritten = 0;
 	bool compared;
 
 	*clean = false;
@@ -2046,10 +2097,13 @@ verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool 
 				 totals.extra, totals.changed, totals.schema_issues, ctx->report_path[0] ? "; report " : "",
 				 ctx->report_path);
 	for (int i = 0; i < ctx->ntables; i++)
+	{
 		nkeyed += ctx->tables[i]->result.by_keys;
+		nunwritten += ctx->tables[i]->result.unwritten;
+	}
 	log_info("%s: %s, %" PRId64 " rows in %d tables (%d by the keys touched since their last "
-			 "verify, %d in full) in %.3f s", what, *clean ? "equal" : "DIFFERENT", totals.rows, ctx->ntables, nkeyed,
-			 ctx->ntables - nkeyed, ctx->compare_seconds);
+			 "verify, %d not written since, %d in full) in %.3f s", what, *clean ? "equal" : "DIFFERENT", totals.rows,
+			 ctx->ntables, nkeyed, nunwritten, ctx->ntables - nkeyed - nunwritten, ctx->compare_seconds);
 	return true;
 }
 
