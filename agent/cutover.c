@@ -36,7 +36,24 @@ typedef struct CutoverTiming
 {
 	CutoverStep step;
 	double ms;
+	bool concurrent;            /* ran alongside the other steps: not part of the pause's sum */
 } CutoverTiming;
+
+/*
+ * The sequences step on its own thread and connections: it needs only the fence, so it runs
+ * alongside the drain and the final parity instead of adding its round trips to the pause.
+ */
+typedef struct CutoverSequences
+{
+	pthread_t thread;
+	bool started;
+	PGconn *source;             /* its own: the drain uses the cutover's source session meanwhile */
+	PGconn *target;
+	bool ok;
+	int set;
+	double ms;
+	char error[512];
+} CutoverSequences;
 
 /* How long the preflight waits for the guard to see foreign sessions end (it looks every 2 s). */
 #define CUTOVER_GUARD_SETTLE_MS 5000
@@ -82,6 +99,7 @@ struct Cutover
 	uint64_t rows_verified;
 	int sequences_set;
 	void *parity;               /* prepared final parity */
+	CutoverSequences sequences;
 	CutoverTiming timings[16];
 	int ntimings;
 	char failure[512];
@@ -700,6 +718,14 @@ cutover_preflight(Cutover *cutover)
 		return false;
 	}
 	PQclear(res);
+	/* the sequences step's own sessions: it runs alongside the drain and the final parity */
+	cutover->sequences.source = conninfo_connect(cutover->source_conninfo, CONN_NORMAL, "cutover", "source");
+	cutover->sequences.target = conninfo_connect(cutover->target_conninfo, CONN_NORMAL, "cutover", "target");
+	if (cutover->sequences.source == NULL || cutover->sequences.target == NULL)
+	{
+		cutover_fail(cutover, "could not connect to the %s", cutover->sequences.source == NULL ? "source" : "target");
+		return false;
+	}
 	/* PgBouncer */
 	if (cutover->pgbouncer != NULL)
 	{
@@ -902,10 +928,13 @@ cutover_drain(Cutover *cutover)
 	return cutover_within_pause(cutover);
 }
 
+/*
+ * Sets the target's sequences to the source's values, read after the fence: nothing moves
+ * them on the source any more, and the applier never touches them on the target.
+ */
 static bool
-cutover_sequences(Cutover *cutover)
+cutover_set_sequences(CutoverSequences *seq)
 {
-	double started = cutover_now_ms();
 	PGresult *res = NULL;
 	PGresult *set = NULL;
 	char *names = NULL;
@@ -914,15 +943,13 @@ cutover_sequences(Cutover *cutover)
 	const char *params[2];
 	bool ok = false;
 
-	cutover_enter(cutover, CUTOVER_SEQUENCES);
-	if (cutover_forced(cutover, CUTOVER_SEQUENCES))
-		return false;
-	res = PQexec(cutover->source,
+	res = PQexec(seq->source,
 				 "SELECT format('%I.%I', schemaname, sequencename), last_value::text "
 				 "FROM pg_sequences WHERE last_value IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		cutover_fail(cutover, "could not read the source's sequences: %s", conninfo_result_error(res));
+		snprintf(seq->error, sizeof(seq->error), "could not read the source's sequences: %s",
+				 conninfo_result_error(res));
 		goto cleanup;
 	}
 	if (PQntuples(res) == 0)
@@ -933,30 +960,96 @@ cutover_sequences(Cutover *cutover)
 	for (int i = 0; i < PQntuples(res); i++)
 		if (!text_array_append(&names, &nused, &ncap, PQgetvalue(res, i, 0), strlen(PQgetvalue(res, i, 0))) ||
 			!text_array_append(&values, &vused, &vcap, PQgetvalue(res, i, 1), strlen(PQgetvalue(res, i, 1))))
+		{
+			snprintf(seq->error, sizeof(seq->error), "out of memory");
 			goto cleanup;
+		}
 	if (!text_array_finish(&names, &nused, &ncap) || !text_array_finish(&values, &vused, &vcap))
+	{
+		snprintf(seq->error, sizeof(seq->error), "out of memory");
 		goto cleanup;
+	}
 	params[0] = names;
 	params[1] = values;
-	/* one round trip for all of them: the pause is short */
-	set = PQexecParams(cutover->target,
+	/* one round trip for all of them */
+	set = PQexecParams(seq->target,
 					   "SELECT count(setval(to_regclass(s), v, true)) "
 					   "FROM unnest($1::text[], $2::bigint[]) AS x(s, v) WHERE to_regclass(s) IS NOT NULL",
 					   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(set) != PGRES_TUPLES_OK)
 	{
-		cutover_fail(cutover, "could not set the target's sequences: %s", conninfo_result_error(set));
+		snprintf(seq->error, sizeof(seq->error), "could not set the target's sequences: %s",
+				 conninfo_result_error(set));
 		goto cleanup;
 	}
-	cutover->sequences_set = atoi(PQgetvalue(set, 0, 0));
+	seq->set = atoi(PQgetvalue(set, 0, 0));
 	ok = true;
 cleanup:
 	PQclear(res);
 	PQclear(set);
 	free(names);
 	free(values);
-	cutover_time(cutover, CUTOVER_SEQUENCES, started);
-	return ok && cutover_within_pause(cutover);
+	return ok;
+}
+
+static void *
+cutover_sequences_main(void *arg)
+{
+	CutoverSequences *seq = arg;
+	double started = cutover_now_ms();
+
+	log_set_thread_name("cutover-seq");
+	seq->ok = cutover_set_sequences(seq);
+	seq->ms = cutover_now_ms() - started;
+	return NULL;
+}
+
+/* Starts setting the sequences, right after the fence; cutover_sequences_wait collects it. */
+static bool
+cutover_sequences_start(Cutover *cutover)
+{
+	CutoverSequences *seq = &cutover->sequences;
+	int rc;
+
+	cutover_enter(cutover, CUTOVER_SEQUENCES);
+	if (cutover_forced(cutover, CUTOVER_SEQUENCES))
+		return false;
+	rc = pthread_create(&seq->thread, NULL, cutover_sequences_main, seq);
+	if (rc != 0)
+	{
+		cutover_fail(cutover, "could not start setting the sequences: %s", strerror(rc));
+		return false;
+	}
+	seq->started = true;
+	return true;
+}
+
+/* The sequences are set (or not); the thread is gone either way. */
+static bool
+cutover_sequences_wait(Cutover *cutover)
+{
+	CutoverSequences *seq = &cutover->sequences;
+
+	if (!seq->started)
+		return false;
+	pthread_join(seq->thread, NULL);
+	seq->started = false;
+	if (cutover->ntimings < (int) (sizeof(cutover->timings) / sizeof(cutover->timings[0])))
+	{
+		cutover->timings[cutover->ntimings].step = CUTOVER_SEQUENCES;
+		cutover->timings[cutover->ntimings].ms = seq->ms;
+		cutover->timings[cutover->ntimings].concurrent = true;
+		cutover->ntimings++;
+	}
+	if (!seq->ok)
+	{
+		cutover_fail(cutover, "%s", seq->error);
+		return false;
+	}
+	cutover->sequences_set = seq->set;
+	log_info("cutover: %d sequences set on the target in %.1f ms, alongside the drain and the final parity",
+			 seq->set, seq->ms);
+	return cutover_within_pause(cutover);
 }
 
 static bool
@@ -1226,6 +1319,8 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 
 		json_object_object_add(step, "step", json_object_new_string(cutover_step_name(cutover->timings[i].step)));
 		json_object_object_add(step, "ms", json_object_new_double(cutover->timings[i].ms));
+		if (cutover->timings[i].concurrent)
+			json_object_object_add(step, "concurrent", json_object_new_boolean(true));
 		json_object_array_add(steps, step);
 	}
 	json_object_object_add(root, "steps", steps);
@@ -1248,8 +1343,11 @@ cutover_main(void *arg)
 		final = CUTOVER_CHECKED;
 	else
 	{
-		ok = ok && cutover_fence(cutover) && cutover_drain(cutover) && cutover_sequences(cutover) &&
-			cutover_parity(cutover) && cutover_lift_guard(cutover) &&
+		/* the guard is lifted only once the parity passed and the sequences are set */
+		ok = ok && cutover_fence(cutover) && cutover_sequences_start(cutover) && cutover_drain(cutover) &&
+			cutover_parity(cutover);
+		ok = cutover_sequences_wait(cutover) && ok;
+		ok = ok && cutover_lift_guard(cutover) &&
 			(cutover->options.read_only_fence ? cutover_read_only_done(cutover) : cutover_switch(cutover));
 		if (!ok)
 			rolled_back = cutover_rollback(cutover);
@@ -1302,7 +1400,12 @@ cutover_main(void *arg)
 		PQfinish(cutover->target);
 	if (cutover->bouncer != NULL)
 		PQfinish(cutover->bouncer);
+	if (cutover->sequences.source != NULL)
+		PQfinish(cutover->sequences.source);
+	if (cutover->sequences.target != NULL)
+		PQfinish(cutover->sequences.target);
 	cutover->source = cutover->target = cutover->bouncer = NULL;
+	cutover->sequences.source = cutover->sequences.target = NULL;
 	return NULL;
 }
 
