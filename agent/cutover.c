@@ -31,6 +31,7 @@
 #define CUTOVER_DEFAULT_MAX_LAG (UINT64_C(16) * 1024 * 1024)
 #define CUTOVER_FILE "cutover.json"
 #define CUTOVER_REPORT_FILE "cutover-report.json"
+#define CUTOVER_STEP_FILE "cutover-step"
 
 typedef struct CutoverTiming
 {
@@ -89,6 +90,7 @@ struct Cutover
 	bool paused;
 	bool ini_rewritten;
 	bool guard_lifted;
+	bool claims;                /* the record claims every change the steps inside the fence may make */
 	bool roles_read_only;       /* the roles' settings are (maybe) changed: restore them */
 	bool foreign_record;        /* cutover.json is an earlier cutover's: leave it alone */
 	char read_only_since[64];   /* the source's clock just before they were changed */
@@ -167,11 +169,17 @@ cutover_fence_name(const Cutover *cutover)
  * What a restart needs to roll back or complete: where PgBouncer stands and which file to
  * restore, whether the guard was lifted, the roles' settings before the read-only fence.
  * Written before each change it describes, so a crash can only make it claim a change that
- * was not made (undoing that is a no-op), never miss one.
+ * was not made (undoing that is a no-op), never miss one. So the record written as the fence
+ * begins claims all of them at once (PAUSE, guard lifted, ini rewritten): inside the write
+ * pause only the point of no return is written, each fsync'd write costs milliseconds there.
  */
 static void
 cutover_persist(Cutover *cutover, CutoverStep step)
 {
+	char step_path[1024];
+	bool bouncer_claimed = cutover->claims && cutover->pgbouncer != NULL;
+	bool guard_claimed = cutover->claims && cutover->options.guard != NULL;
+
 	json_object *root = json_object_new_object();
 	char *bouncer = cutover->pgbouncer != NULL ? conninfo_redact(cutover->pgbouncer) : NULL;
 
@@ -184,9 +192,9 @@ cutover_persist(Cutover *cutover, CutoverStep step)
 	json_object_object_add(root, "ini_backup",
 						   cutover->ini_backup[0] ? json_object_new_string(cutover->ini_backup) : NULL);
 	json_object_object_add(root, "fence", json_object_new_string(cutover_fence_name(cutover)));
-	json_object_object_add(root, "paused", json_object_new_boolean(cutover->paused));
-	json_object_object_add(root, "ini_rewritten", json_object_new_boolean(cutover->ini_rewritten));
-	json_object_object_add(root, "guard_lifted", json_object_new_boolean(cutover->guard_lifted));
+	json_object_object_add(root, "paused", json_object_new_boolean(cutover->paused || bouncer_claimed));
+	json_object_object_add(root, "ini_rewritten", json_object_new_boolean(cutover->ini_rewritten || bouncer_claimed));
+	json_object_object_add(root, "guard_lifted", json_object_new_boolean(cutover->guard_lifted || guard_claimed));
 	if (cutover->roles_read_only)
 	{
 		json_object *roles = json_object_new_array();
@@ -206,8 +214,32 @@ cutover_persist(Cutover *cutover, CutoverStep step)
 	json_object_object_add(root, "switched", json_object_new_boolean(step == CUTOVER_REPORT || step == CUTOVER_DONE));
 	if (!cutover_write_json(cutover->state_dir, CUTOVER_FILE, root))
 		log_warning("cutover: could not persist the step reached");
+	/* the record is newer now */
+	snprintf(step_path, sizeof(step_path), "%s/%s", cutover->state_dir, CUTOVER_STEP_FILE);
+	unlink(step_path);
 	json_object_put(root);
 	free(bouncer);
+}
+
+/*
+ * The step reached inside the fence, for the log of a restart only: the record already
+ * claims what the step may change, so this is neither fsync'd nor read for anything else.
+ */
+static void
+cutover_note_step(Cutover *cutover, CutoverStep step)
+{
+	char path[1024];
+	char temp[1100];
+	FILE *file;
+
+	snprintf(path, sizeof(path), "%s/%s", cutover->state_dir, CUTOVER_STEP_FILE);
+	snprintf(temp, sizeof(temp), "%s.tmp", path);
+	file = fopen(temp, "w");
+	if (file == NULL)
+		return;
+	fprintf(file, "%s\n", cutover_step_name(step));
+	if (fclose(file) != 0 || rename(temp, path) != 0)
+		unlink(temp);
 }
 
 static void
@@ -216,7 +248,11 @@ cutover_enter(Cutover *cutover, CutoverStep step)
 	pthread_mutex_lock(&cutover->mutex);
 	cutover->status.step = step;
 	pthread_mutex_unlock(&cutover->mutex);
-	if (!cutover->options.dry_run)
+	if (cutover->options.dry_run)
+		;
+	else if (cutover->claims && step != CUTOVER_FENCE)
+		cutover_note_step(cutover, step);
+	else
 		cutover_persist(cutover, step);
 	log_info("cutover: %s", cutover_step_name(step));
 }
@@ -851,9 +887,12 @@ cutover_preflight(Cutover *cutover)
 static bool
 cutover_fence(Cutover *cutover)
 {
-	double started = cutover_now_ms();
+	double started;
 
+	/* the record is written (and fsync'd) before the pause begins: see cutover_persist */
+	cutover->claims = true;
 	cutover_enter(cutover, CUTOVER_FENCE);
+	started = cutover_now_ms();
 	cutover->fence_started_ms = started;
 	if (cutover_forced(cutover, CUTOVER_FENCE))
 		return false;
@@ -861,7 +900,6 @@ cutover_fence(Cutover *cutover)
 	{
 		/* in-flight transactions finish; new ones wait inside PgBouncer */
 		cutover->paused = true;
-		cutover_persist(cutover, CUTOVER_FENCE);
 		if (!cutover_bouncer_command(cutover, "PAUSE", cutover->pgbouncer_db))
 			return false;
 	}
@@ -1089,8 +1127,8 @@ cutover_lift_guard(Cutover *cutover)
 		return false;
 	if (cutover->options.guard != NULL)
 	{
+		/* the fence's record claims it already */
 		cutover->guard_lifted = true;
-		cutover_persist(cutover, CUTOVER_LIFT_GUARD);
 		if (!guard_lift(cutover->options.guard))
 		{
 			cutover_fail(cutover, "could not lift the target guard");
@@ -1132,8 +1170,8 @@ cutover_switch(Cutover *cutover)
 					 cutover->pgbouncer_db);
 		goto cleanup;
 	}
+	/* the fence's record claims it already */
 	cutover->ini_rewritten = true;
-	cutover_persist(cutover, CUTOVER_SWITCH);
 	if (!fileio_write_atomic(cutover->pgbouncer_ini, rewritten, strlen(rewritten), 0644))
 	{
 		cutover_fail(cutover, "could not write \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
@@ -1195,6 +1233,8 @@ cutover_rollback(Cutover *cutover)
 
 	if (cutover->fence_started_ms == 0)
 		return true;  /* refused in the preflight: nothing was changed */
+	/* from here the record lists what is left to undo, no more */
+	cutover->claims = false;
 	log_warning("cutover: rolling back: %s", cutover->failure);
 	if (cutover->ini_rewritten && cutover->ini_backup[0])
 	{
@@ -1737,9 +1777,33 @@ cutover_recover_complete(const char *state_dir, json_object *root)
 	return true;
 }
 
+/* The step noted inside the fence (cutover_note_step), when it is there and names one. */
+static bool
+cutover_read_step(const char *state_dir, char *buf, size_t len)
+{
+	char path[1024];
+	FILE *file;
+	bool ok = false;
+
+	snprintf(path, sizeof(path), "%s/%s", state_dir, CUTOVER_STEP_FILE);
+	file = fopen(path, "r");
+	if (file == NULL)
+		return false;
+	if (fgets(buf, (int) len, file) != NULL)
+	{
+		buf[strcspn(buf, "\n")] = '\0';
+		for (size_t i = 0; i < sizeof(cutover_step_names) / sizeof(cutover_step_names[0]) && !ok; i++)
+			ok = strcmp(buf, cutover_step_names[i]) == 0;
+	}
+	fclose(file);
+	return ok;
+}
+
 bool
 cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecovery *out)
 {
+	char reached_buf[32];
+	const char *reached;
 	char path[1024];
 	json_object *root;
 	const char *step;
@@ -1759,6 +1823,7 @@ cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecov
 	step = cutover_json_string(root, "step");
 	if (step == NULL)
 		step = "?";
+	reached = cutover_read_step(state_dir, reached_buf, sizeof(reached_buf)) ? reached_buf : step;
 	if (cutover_json_bool(root, "switched"))
 	{
 		if (strcmp(step, cutover_step_name(CUTOVER_DONE)) == 0)
@@ -1774,10 +1839,12 @@ cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecov
 	}
 	else
 	{
-		log_warning("an interrupted cutover (at step %s) is rolled back", step);
+		log_warning("an interrupted cutover (at step %s) is rolled back", reached);
 		ok = cutover_recover_rollback(state_dir, source_conninfo, root);
 		if (ok)
 		{
+			unlink(path);
+			snprintf(path, sizeof(path), "%s/%s", state_dir, CUTOVER_STEP_FILE);
 			unlink(path);
 			*out = CUTOVER_RECOVERY_ROLLED_BACK;
 		}
@@ -1787,3 +1854,4 @@ cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecov
 	json_object_put(root);
 	return ok;
 }
+
