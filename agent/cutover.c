@@ -1391,6 +1391,9 @@ cutover_main(void *arg)
 			(cutover->options.read_only_fence ? cutover_read_only_done(cutover) : cutover_switch(cutover));
 		if (!ok)
 			rolled_back = cutover_rollback(cutover);
+		/* the final parity's report, once the pause is over (switched or rolled back) */
+		if (cutover->parity != NULL && cutover->options.final_parity.report != NULL)
+			cutover->options.final_parity.report(cutover->parity);
 		final = ok ? CUTOVER_DONE : CUTOVER_ABORTED;
 	}
 	if (!ok && cutover->options.dry_run)

@@ -1837,6 +1837,7 @@ done:
 struct VerifyPrepared
 {
 	VerifyContext ctx;
+	bool report_pending;       /* a clean comparison whose report is not written yet */
 };
 
 void
@@ -2055,10 +2056,13 @@ failed:
 	return false;
 }
 
-/* One comparison with the prepared sessions: inside the fence, or (live) at a common point. */
+/*
+ * One comparison with the prepared sessions: inside the fence, or (live) at a common point.
+ * defer_report: a clean result's report is left to verify_write_report.
+ */
 static bool
-verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool *clean, uint64_t *rows, char *why,
-				size_t whylen)
+verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool defer_report, bool *clean,
+				uint64_t *rows, char *why, size_t whylen)
 {
 	VerifyContext *ctx = &prepared->ctx;
 	const char *what = live ? "parity before the fence" : "final parity";
@@ -2071,6 +2075,7 @@ verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool 
 	*rows = 0;
 	if (whylen > 0)
 		why[0] = '\0';
+	prepared->report_pending = false;
 	for (int i = 0; i < ctx->ntables; i++)
 		parity_table_reset_result(ctx->tables[i]);
 	ctx->compare_seconds = 0;
@@ -2086,10 +2091,12 @@ verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool 
 		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the comparison failed");
 		return false;
 	}
-	if (!verify_report(ctx))
-		log_warning("the %s report could not be written", what);
 	verify_totals(ctx, &totals);
 	*clean = totals.tables_differing == 0;
+	if (defer_report && *clean)
+		prepared->report_pending = true;
+	else if (!verify_report(ctx))
+		log_warning("the %s report could not be written", what);
 	*rows = (uint64_t) totals.rows;
 	if (!*clean)
 		snprintf(why, whylen, "%d of %d tables differ (%" PRId64 " missing, %" PRId64 " extra, %" PRId64
@@ -2111,14 +2118,27 @@ bool
 verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 					size_t whylen)
 {
-	return verify_run_pass(prepared, touched, false, clean, rows, why, whylen);
+	return verify_run_pass(prepared, touched, false, true, clean, rows, why, whylen);
+}
+
+bool
+verify_write_report(VerifyPrepared *prepared)
+{
+	if (prepared == NULL || !prepared->report_pending)
+		return true;
+	prepared->report_pending = false;
+	if (verify_report(&prepared->ctx))
+		return true;
+	log_warning("the final parity report could not be written");
+	return false;
 }
 
 bool
 verify_run_before_fence(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 						size_t whylen)
 {
-	return verify_run_pass(prepared, touched, true, clean, rows, why, whylen);
+	/* its latest.json is the fence's baseline: written now */
+	return verify_run_pass(prepared, touched, true, false, clean, rows, why, whylen);
 }
 
 bool
@@ -2133,6 +2153,8 @@ verify_compare_now(const CliOptions *options, const char *publication_name, bool
 	if (!verify_prepare_now(options, publication_name, &prepared, why, whylen))
 		return false;
 	ok = verify_run_prepared(prepared, NULL, clean, rows, why, whylen);
+	if (ok)
+		verify_write_report(prepared);   /* a report that could not be written is logged, as before */
 	verify_prepared_free(prepared);
 	return ok;
 }
