@@ -1898,6 +1898,62 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 		snprintf(buf + used, len - used, ", and in full: %s", full);
 }
 
+/* The tables compared in full on some of the sessions, while the others compare by keys. */
+typedef struct VerifyFullRun
+{
+	ParityTable **tables;
+	int ntables;
+	ParityPair *pairs;
+	int npairs;
+	Lsn lsn;
+	ParityError error;
+	bool ok;
+} VerifyFullRun;
+
+static void *
+verify_full_main(void *arg)
+{
+	VerifyFullRun *run = arg;
+
+	log_set_thread_name("parity-full");
+	run->ok = parity_compare(run->tables, run->ntables, run->pairs, run->npairs, run->lsn, &run->error);
+	return NULL;
+}
+
+/*
+ * The tables by their touched keys and the tables in full, at once on disjoint sessions:
+ * a keyless table's scan no longer waits for the keyed round trips, nor they for it. The
+ * full compare gets a pair per leaf, at most half of them; the keys the rest.
+ */
+static bool
+verify_compare_both(VerifyContext *ctx, ParityTable **by_keys, char ***keys, int nkeyed, ParityTable **full,
+					int nfull, Lsn lsn)
+{
+	VerifyFullRun run = {.tables = full, .ntables = nfull, .lsn = lsn, .ok = false};
+	pthread_t thread;
+	int leaves = 0;
+	int key_pairs;
+	bool keyed_ok;
+
+	for (int i = 0; i < nfull; i++)
+		leaves += full[i]->comparable ? full[i]->nleaves : 0;
+	run.npairs = leaves < ctx->njobs / 2 ? (leaves > 0 ? leaves : 1) : ctx->njobs / 2;
+	key_pairs = ctx->njobs - run.npairs;
+	run.pairs = ctx->pairs + key_pairs;
+	if (nfull == 0 || nkeyed == 0 || key_pairs < 1 || pthread_create(&thread, NULL, verify_full_main, &run) != 0)
+	{
+		/* one after the other on every session */
+		if (nkeyed > 0 && !parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+			return false;
+		return nfull == 0 || parity_compare(full, nfull, ctx->pairs, ctx->njobs, lsn, &ctx->error);
+	}
+	keyed_ok = parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, key_pairs, lsn, &ctx->error);
+	pthread_join(thread, NULL);
+	if (!run.ok && ctx->error.side == PARITY_SIDE_NONE)
+		ctx->error = run.error;
+	return keyed_ok && run.ok;
+}
+
 /*
  * The cutover's final parity: each table whose last clean verify is on record and whose
  * touched keys since are known is compared on those rows only; the others, and any whose
@@ -1956,8 +2012,10 @@ verify_compare_touched(VerifyContext *ctx, TouchedKeys *touched)
 			table->result.leaves_done = 1;
 		}
 	}
-	if (nkeyed > 0 && !parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+	if (!verify_compare_both(ctx, by_keys, keys, nkeyed, full, nfull, lsn))
 		goto cleanup;
+	/* those whose touched rows differ, in full after all: the report names the rows */
+	nfull = 0;
 	for (int i = 0; i < nkeyed; i++)
 		if (by_keys[i]->result.leaves_differing > 0)
 		{
