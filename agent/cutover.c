@@ -176,12 +176,11 @@ cutover_fence_name(const Cutover *cutover)
 static void
 cutover_persist(Cutover *cutover, CutoverStep step)
 {
-	char step_path[1024];
-	bool bouncer_claimed = cutover->claims && cutover->pgbouncer != NULL;
-	bool guard_claimed = cutover->claims && cutover->options.guard != NULL;
-
 	json_object *root = json_object_new_object();
 	char *bouncer = cutover->pgbouncer != NULL ? conninfo_redact(cutover->pgbouncer) : NULL;
+	bool bouncer_claimed = cutover->claims && cutover->pgbouncer != NULL;
+	bool guard_claimed = cutover->claims && cutover->options.guard != NULL;
+	char step_path[1024];
 
 	json_object_object_add(root, "step", json_object_new_string(cutover_step_name(step)));
 	json_object_object_add(root, "pgbouncer", bouncer != NULL ? json_object_new_string(bouncer) : NULL);
