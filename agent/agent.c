@@ -688,6 +688,14 @@ agent_parity_before_fence(void *handle, bool *clean, uint64_t *rows, char *why, 
 }
 
 static void
+agent_parity_report(void *handle)
+{
+	AgentParity *parity = handle;
+
+	verify_write_report(parity->prepared);
+}
+
+static void
 agent_parity_describe(void *handle, char *buf, size_t len)
 {
 	AgentParity *parity = handle;
@@ -887,6 +895,7 @@ agent_begin_cutover(Agent *agent, const CutoverRequest *request, ControlResponse
 	options.final_parity.run = agent_parity_run;
 	options.final_parity.free = agent_parity_free;
 	options.final_parity.describe = agent_parity_describe;
+	options.final_parity.report = agent_parity_report;
 	options.final_parity.before_fence = agent_parity_before_fence;
 	options.final_parity.arg = agent;
 	started = cutover_start(&options, &agent->cutover);

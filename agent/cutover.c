@@ -31,12 +31,30 @@
 #define CUTOVER_DEFAULT_MAX_LAG (UINT64_C(16) * 1024 * 1024)
 #define CUTOVER_FILE "cutover.json"
 #define CUTOVER_REPORT_FILE "cutover-report.json"
+#define CUTOVER_STEP_FILE "cutover-step"
 
 typedef struct CutoverTiming
 {
 	CutoverStep step;
 	double ms;
+	bool concurrent;            /* ran alongside the other steps: not part of the pause's sum */
 } CutoverTiming;
+
+/*
+ * The sequences step on its own thread and connections: it needs only the fence, so it runs
+ * alongside the drain and the final parity instead of adding its round trips to the pause.
+ */
+typedef struct CutoverSequences
+{
+	pthread_t thread;
+	bool started;
+	PGconn *source;             /* its own: the drain uses the cutover's source session meanwhile */
+	PGconn *target;
+	bool ok;
+	int set;
+	double ms;
+	char error[512];
+} CutoverSequences;
 
 /* How long the preflight waits for the guard to see foreign sessions end (it looks every 2 s). */
 #define CUTOVER_GUARD_SETTLE_MS 5000
@@ -72,6 +90,7 @@ struct Cutover
 	bool paused;
 	bool ini_rewritten;
 	bool guard_lifted;
+	bool claims;                /* the record claims every change the steps inside the fence may make */
 	bool roles_read_only;       /* the roles' settings are (maybe) changed: restore them */
 	bool foreign_record;        /* cutover.json is an earlier cutover's: leave it alone */
 	char read_only_since[64];   /* the source's clock just before they were changed */
@@ -82,6 +101,7 @@ struct Cutover
 	uint64_t rows_verified;
 	int sequences_set;
 	void *parity;               /* prepared final parity */
+	CutoverSequences sequences;
 	CutoverTiming timings[16];
 	int ntimings;
 	char failure[512];
@@ -149,13 +169,18 @@ cutover_fence_name(const Cutover *cutover)
  * What a restart needs to roll back or complete: where PgBouncer stands and which file to
  * restore, whether the guard was lifted, the roles' settings before the read-only fence.
  * Written before each change it describes, so a crash can only make it claim a change that
- * was not made (undoing that is a no-op), never miss one.
+ * was not made (undoing that is a no-op), never miss one. So the record written as the fence
+ * begins claims all of them at once (PAUSE, guard lifted, ini rewritten): inside the write
+ * pause only the point of no return is written, each fsync'd write costs milliseconds there.
  */
 static void
 cutover_persist(Cutover *cutover, CutoverStep step)
 {
 	json_object *root = json_object_new_object();
 	char *bouncer = cutover->pgbouncer != NULL ? conninfo_redact(cutover->pgbouncer) : NULL;
+	bool bouncer_claimed = cutover->claims && cutover->pgbouncer != NULL;
+	bool guard_claimed = cutover->claims && cutover->options.guard != NULL;
+	char step_path[1024];
 
 	json_object_object_add(root, "step", json_object_new_string(cutover_step_name(step)));
 	json_object_object_add(root, "pgbouncer", bouncer != NULL ? json_object_new_string(bouncer) : NULL);
@@ -166,9 +191,9 @@ cutover_persist(Cutover *cutover, CutoverStep step)
 	json_object_object_add(root, "ini_backup",
 						   cutover->ini_backup[0] ? json_object_new_string(cutover->ini_backup) : NULL);
 	json_object_object_add(root, "fence", json_object_new_string(cutover_fence_name(cutover)));
-	json_object_object_add(root, "paused", json_object_new_boolean(cutover->paused));
-	json_object_object_add(root, "ini_rewritten", json_object_new_boolean(cutover->ini_rewritten));
-	json_object_object_add(root, "guard_lifted", json_object_new_boolean(cutover->guard_lifted));
+	json_object_object_add(root, "paused", json_object_new_boolean(cutover->paused || bouncer_claimed));
+	json_object_object_add(root, "ini_rewritten", json_object_new_boolean(cutover->ini_rewritten || bouncer_claimed));
+	json_object_object_add(root, "guard_lifted", json_object_new_boolean(cutover->guard_lifted || guard_claimed));
 	if (cutover->roles_read_only)
 	{
 		json_object *roles = json_object_new_array();
@@ -188,8 +213,32 @@ cutover_persist(Cutover *cutover, CutoverStep step)
 	json_object_object_add(root, "switched", json_object_new_boolean(step == CUTOVER_REPORT || step == CUTOVER_DONE));
 	if (!cutover_write_json(cutover->state_dir, CUTOVER_FILE, root))
 		log_warning("cutover: could not persist the step reached");
+	/* the record is newer now */
+	snprintf(step_path, sizeof(step_path), "%s/%s", cutover->state_dir, CUTOVER_STEP_FILE);
+	unlink(step_path);
 	json_object_put(root);
 	free(bouncer);
+}
+
+/*
+ * The step reached inside the fence, for the log of a restart only: the record already
+ * claims what the step may change, so this is neither fsync'd nor read for anything else.
+ */
+static void
+cutover_note_step(Cutover *cutover, CutoverStep step)
+{
+	char path[1024];
+	char temp[1100];
+	FILE *file;
+
+	snprintf(path, sizeof(path), "%s/%s", cutover->state_dir, CUTOVER_STEP_FILE);
+	snprintf(temp, sizeof(temp), "%s.tmp", path);
+	file = fopen(temp, "w");
+	if (file == NULL)
+		return;
+	fprintf(file, "%s\n", cutover_step_name(step));
+	if (fclose(file) != 0 || rename(temp, path) != 0)
+		unlink(temp);
 }
 
 static void
@@ -198,7 +247,11 @@ cutover_enter(Cutover *cutover, CutoverStep step)
 	pthread_mutex_lock(&cutover->mutex);
 	cutover->status.step = step;
 	pthread_mutex_unlock(&cutover->mutex);
-	if (!cutover->options.dry_run)
+	if (cutover->options.dry_run)
+		;
+	else if (cutover->claims && step != CUTOVER_FENCE)
+		cutover_note_step(cutover, step);
+	else
 		cutover_persist(cutover, step);
 	log_info("cutover: %s", cutover_step_name(step));
 }
@@ -700,6 +753,14 @@ cutover_preflight(Cutover *cutover)
 		return false;
 	}
 	PQclear(res);
+	/* the sequences step's own sessions: it runs alongside the drain and the final parity */
+	cutover->sequences.source = conninfo_connect(cutover->source_conninfo, CONN_NORMAL, "cutover", "source");
+	cutover->sequences.target = conninfo_connect(cutover->target_conninfo, CONN_NORMAL, "cutover", "target");
+	if (cutover->sequences.source == NULL || cutover->sequences.target == NULL)
+	{
+		cutover_fail(cutover, "could not connect to the %s", cutover->sequences.source == NULL ? "source" : "target");
+		return false;
+	}
 	/* PgBouncer */
 	if (cutover->pgbouncer != NULL)
 	{
@@ -825,9 +886,12 @@ cutover_preflight(Cutover *cutover)
 static bool
 cutover_fence(Cutover *cutover)
 {
-	double started = cutover_now_ms();
+	double started;
 
+	/* the record is written (and fsync'd) before the pause begins: see cutover_persist */
+	cutover->claims = true;
 	cutover_enter(cutover, CUTOVER_FENCE);
+	started = cutover_now_ms();
 	cutover->fence_started_ms = started;
 	if (cutover_forced(cutover, CUTOVER_FENCE))
 		return false;
@@ -835,7 +899,6 @@ cutover_fence(Cutover *cutover)
 	{
 		/* in-flight transactions finish; new ones wait inside PgBouncer */
 		cutover->paused = true;
-		cutover_persist(cutover, CUTOVER_FENCE);
 		if (!cutover_bouncer_command(cutover, "PAUSE", cutover->pgbouncer_db))
 			return false;
 	}
@@ -902,10 +965,13 @@ cutover_drain(Cutover *cutover)
 	return cutover_within_pause(cutover);
 }
 
+/*
+ * Sets the target's sequences to the source's values, read after the fence: nothing moves
+ * them on the source any more, and the applier never touches them on the target.
+ */
 static bool
-cutover_sequences(Cutover *cutover)
+cutover_set_sequences(CutoverSequences *seq)
 {
-	double started = cutover_now_ms();
 	PGresult *res = NULL;
 	PGresult *set = NULL;
 	char *names = NULL;
@@ -914,15 +980,13 @@ cutover_sequences(Cutover *cutover)
 	const char *params[2];
 	bool ok = false;
 
-	cutover_enter(cutover, CUTOVER_SEQUENCES);
-	if (cutover_forced(cutover, CUTOVER_SEQUENCES))
-		return false;
-	res = PQexec(cutover->source,
+	res = PQexec(seq->source,
 				 "SELECT format('%I.%I', schemaname, sequencename), last_value::text "
 				 "FROM pg_sequences WHERE last_value IS NOT NULL");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		cutover_fail(cutover, "could not read the source's sequences: %s", conninfo_result_error(res));
+		snprintf(seq->error, sizeof(seq->error), "could not read the source's sequences: %s",
+				 conninfo_result_error(res));
 		goto cleanup;
 	}
 	if (PQntuples(res) == 0)
@@ -933,30 +997,96 @@ cutover_sequences(Cutover *cutover)
 	for (int i = 0; i < PQntuples(res); i++)
 		if (!text_array_append(&names, &nused, &ncap, PQgetvalue(res, i, 0), strlen(PQgetvalue(res, i, 0))) ||
 			!text_array_append(&values, &vused, &vcap, PQgetvalue(res, i, 1), strlen(PQgetvalue(res, i, 1))))
+		{
+			snprintf(seq->error, sizeof(seq->error), "out of memory");
 			goto cleanup;
+		}
 	if (!text_array_finish(&names, &nused, &ncap) || !text_array_finish(&values, &vused, &vcap))
+	{
+		snprintf(seq->error, sizeof(seq->error), "out of memory");
 		goto cleanup;
+	}
 	params[0] = names;
 	params[1] = values;
-	/* one round trip for all of them: the pause is short */
-	set = PQexecParams(cutover->target,
+	/* one round trip for all of them */
+	set = PQexecParams(seq->target,
 					   "SELECT count(setval(to_regclass(s), v, true)) "
 					   "FROM unnest($1::text[], $2::bigint[]) AS x(s, v) WHERE to_regclass(s) IS NOT NULL",
 					   2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(set) != PGRES_TUPLES_OK)
 	{
-		cutover_fail(cutover, "could not set the target's sequences: %s", conninfo_result_error(set));
+		snprintf(seq->error, sizeof(seq->error), "could not set the target's sequences: %s",
+				 conninfo_result_error(set));
 		goto cleanup;
 	}
-	cutover->sequences_set = atoi(PQgetvalue(set, 0, 0));
+	seq->set = atoi(PQgetvalue(set, 0, 0));
 	ok = true;
 cleanup:
 	PQclear(res);
 	PQclear(set);
 	free(names);
 	free(values);
-	cutover_time(cutover, CUTOVER_SEQUENCES, started);
-	return ok && cutover_within_pause(cutover);
+	return ok;
+}
+
+static void *
+cutover_sequences_main(void *arg)
+{
+	CutoverSequences *seq = arg;
+	double started = cutover_now_ms();
+
+	log_set_thread_name("cutover-seq");
+	seq->ok = cutover_set_sequences(seq);
+	seq->ms = cutover_now_ms() - started;
+	return NULL;
+}
+
+/* Starts setting the sequences, right after the fence; cutover_sequences_wait collects it. */
+static bool
+cutover_sequences_start(Cutover *cutover)
+{
+	CutoverSequences *seq = &cutover->sequences;
+	int rc;
+
+	cutover_enter(cutover, CUTOVER_SEQUENCES);
+	if (cutover_forced(cutover, CUTOVER_SEQUENCES))
+		return false;
+	rc = pthread_create(&seq->thread, NULL, cutover_sequences_main, seq);
+	if (rc != 0)
+	{
+		cutover_fail(cutover, "could not start setting the sequences: %s", strerror(rc));
+		return false;
+	}
+	seq->started = true;
+	return true;
+}
+
+/* The sequences are set (or not); the thread is gone either way. */
+static bool
+cutover_sequences_wait(Cutover *cutover)
+{
+	CutoverSequences *seq = &cutover->sequences;
+
+	if (!seq->started)
+		return false;
+	pthread_join(seq->thread, NULL);
+	seq->started = false;
+	if (cutover->ntimings < (int) (sizeof(cutover->timings) / sizeof(cutover->timings[0])))
+	{
+		cutover->timings[cutover->ntimings].step = CUTOVER_SEQUENCES;
+		cutover->timings[cutover->ntimings].ms = seq->ms;
+		cutover->timings[cutover->ntimings].concurrent = true;
+		cutover->ntimings++;
+	}
+	if (!seq->ok)
+	{
+		cutover_fail(cutover, "%s", seq->error);
+		return false;
+	}
+	cutover->sequences_set = seq->set;
+	log_info("cutover: %d sequences set on the target in %.1f ms, alongside the drain and the final parity",
+			 seq->set, seq->ms);
+	return cutover_within_pause(cutover);
 }
 
 static bool
@@ -996,8 +1126,8 @@ cutover_lift_guard(Cutover *cutover)
 		return false;
 	if (cutover->options.guard != NULL)
 	{
+		/* the fence's record claims it already */
 		cutover->guard_lifted = true;
-		cutover_persist(cutover, CUTOVER_LIFT_GUARD);
 		if (!guard_lift(cutover->options.guard))
 		{
 			cutover_fail(cutover, "could not lift the target guard");
@@ -1039,8 +1169,8 @@ cutover_switch(Cutover *cutover)
 					 cutover->pgbouncer_db);
 		goto cleanup;
 	}
+	/* the fence's record claims it already */
 	cutover->ini_rewritten = true;
-	cutover_persist(cutover, CUTOVER_SWITCH);
 	if (!fileio_write_atomic(cutover->pgbouncer_ini, rewritten, strlen(rewritten), 0644))
 	{
 		cutover_fail(cutover, "could not write \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
@@ -1102,6 +1232,8 @@ cutover_rollback(Cutover *cutover)
 
 	if (cutover->fence_started_ms == 0)
 		return true;  /* refused in the preflight: nothing was changed */
+	/* from here the record lists what is left to undo, no more */
+	cutover->claims = false;
 	log_warning("cutover: rolling back: %s", cutover->failure);
 	if (cutover->ini_rewritten && cutover->ini_backup[0])
 	{
@@ -1226,6 +1358,8 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 
 		json_object_object_add(step, "step", json_object_new_string(cutover_step_name(cutover->timings[i].step)));
 		json_object_object_add(step, "ms", json_object_new_double(cutover->timings[i].ms));
+		if (cutover->timings[i].concurrent)
+			json_object_object_add(step, "concurrent", json_object_new_boolean(true));
 		json_object_array_add(steps, step);
 	}
 	json_object_object_add(root, "steps", steps);
@@ -1248,11 +1382,17 @@ cutover_main(void *arg)
 		final = CUTOVER_CHECKED;
 	else
 	{
-		ok = ok && cutover_fence(cutover) && cutover_drain(cutover) && cutover_sequences(cutover) &&
-			cutover_parity(cutover) && cutover_lift_guard(cutover) &&
+		/* the guard is lifted only once the parity passed and the sequences are set */
+		ok = ok && cutover_fence(cutover) && cutover_sequences_start(cutover) && cutover_drain(cutover) &&
+			cutover_parity(cutover);
+		ok = cutover_sequences_wait(cutover) && ok;
+		ok = ok && cutover_lift_guard(cutover) &&
 			(cutover->options.read_only_fence ? cutover_read_only_done(cutover) : cutover_switch(cutover));
 		if (!ok)
 			rolled_back = cutover_rollback(cutover);
+		/* the final parity's report, once the pause is over (switched or rolled back) */
+		if (cutover->parity != NULL && cutover->options.final_parity.report != NULL)
+			cutover->options.final_parity.report(cutover->parity);
 		final = ok ? CUTOVER_DONE : CUTOVER_ABORTED;
 	}
 	if (!ok && cutover->options.dry_run)
@@ -1302,7 +1442,12 @@ cutover_main(void *arg)
 		PQfinish(cutover->target);
 	if (cutover->bouncer != NULL)
 		PQfinish(cutover->bouncer);
+	if (cutover->sequences.source != NULL)
+		PQfinish(cutover->sequences.source);
+	if (cutover->sequences.target != NULL)
+		PQfinish(cutover->sequences.target);
 	cutover->source = cutover->target = cutover->bouncer = NULL;
+	cutover->sequences.source = cutover->sequences.target = NULL;
 	return NULL;
 }
 
@@ -1634,9 +1779,33 @@ cutover_recover_complete(const char *state_dir, json_object *root)
 	return true;
 }
 
+/* The step noted inside the fence (cutover_note_step), when it is there and names one. */
+static bool
+cutover_read_step(const char *state_dir, char *buf, size_t len)
+{
+	char path[1024];
+	FILE *file;
+	bool ok = false;
+
+	snprintf(path, sizeof(path), "%s/%s", state_dir, CUTOVER_STEP_FILE);
+	file = fopen(path, "r");
+	if (file == NULL)
+		return false;
+	if (fgets(buf, (int) len, file) != NULL)
+	{
+		buf[strcspn(buf, "\n")] = '\0';
+		for (size_t i = 0; i < sizeof(cutover_step_names) / sizeof(cutover_step_names[0]) && !ok; i++)
+			ok = strcmp(buf, cutover_step_names[i]) == 0;
+	}
+	fclose(file);
+	return ok;
+}
+
 bool
 cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecovery *out)
 {
+	char reached_buf[32];
+	const char *reached;
 	char path[1024];
 	json_object *root;
 	const char *step;
@@ -1656,6 +1825,7 @@ cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecov
 	step = cutover_json_string(root, "step");
 	if (step == NULL)
 		step = "?";
+	reached = cutover_read_step(state_dir, reached_buf, sizeof(reached_buf)) ? reached_buf : step;
 	if (cutover_json_bool(root, "switched"))
 	{
 		if (strcmp(step, cutover_step_name(CUTOVER_DONE)) == 0)
@@ -1671,10 +1841,12 @@ cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecov
 	}
 	else
 	{
-		log_warning("an interrupted cutover (at step %s) is rolled back", step);
+		log_warning("an interrupted cutover (at step %s) is rolled back", reached);
 		ok = cutover_recover_rollback(state_dir, source_conninfo, root);
 		if (ok)
 		{
+			unlink(path);
+			snprintf(path, sizeof(path), "%s/%s", state_dir, CUTOVER_STEP_FILE);
 			unlink(path);
 			*out = CUTOVER_RECOVERY_ROLLED_BACK;
 		}
@@ -1684,3 +1856,4 @@ cutover_recover(const char *state_dir, const char *source_conninfo, CutoverRecov
 	json_object_put(root);
 	return ok;
 }
+

@@ -40,6 +40,8 @@ typedef struct TouchedTable
 	Lsn pruned;                /* stamps at or before it are gone */
 	Lsn prune_request;         /* asked by a reader, done by the apply thread at a commit */
 	bool in_txn;               /* on the dirty list: keys added by the open transaction */
+	bool written_in_txn;       /* on the written list: the open transaction wrote a row of it */
+	Lsn written;               /* the last transaction that wrote a row of it or truncated it; 0: never */
 	size_t txn_first;          /* the first entry the open transaction added (all after it are new) */
 } TouchedTable;
 
@@ -67,6 +69,9 @@ struct TouchedKeys
 	TouchedTable **dirty;      /* tables the open transaction added entries to */
 	size_t ndirty;
 	size_t dirty_cap;
+	TouchedTable **written;    /* tables the open transaction wrote, keyed or not */
+	size_t nwritten;
+	size_t written_cap;
 	char *keybuf;
 	size_t keybuf_cap;
 };
@@ -170,6 +175,7 @@ touched_free(TouchedKeys *touched)
 	free(touched->tables);
 	free(touched->pending);
 	free(touched->dirty);
+	free(touched->written);
 	free(touched->keybuf);
 	pthread_mutex_destroy(&touched->mutex);
 	free(touched);
@@ -450,6 +456,25 @@ touched_add_locked(TouchedKeys *touched, TouchedTable *table, int ncols, const c
 	return true;
 }
 
+/*
+ * The open transaction wrote a row of the table (or truncated it). Whatever becomes of its
+ * keys, the table's last write moves to the transaction's end.
+ */
+static void
+touched_mark_written(TouchedKeys *touched, TouchedTable *table)
+{
+	if (table->written_in_txn)
+		return;
+	if (!touched_grow((void **) &touched->written, &touched->written_cap, touched->nwritten + 1,
+					  sizeof(TouchedTable *)))
+	{
+		touched->started = false;   /* a write that cannot be recorded: nothing is known any more */
+		return;
+	}
+	touched->written[touched->nwritten++] = table;
+	table->written_in_txn = true;
+}
+
 void
 touched_start(TouchedKeys *touched, Lsn floor)
 {
@@ -474,6 +499,8 @@ touched_add(TouchedKeys *touched, const char *schema, const char *name, int ncol
 		return;
 	pthread_mutex_lock(&touched->mutex);
 	table = touched_find_or_add(touched, schema, name);
+	if (table != NULL)
+		touched_mark_written(touched, table);
 	/* out of memory: the table is given up, never a key silently dropped */
 	if (table != NULL && !touched_add_locked(touched, table, ncols, columns, values, lengths))
 		touched_table_lose(touched, table);
@@ -492,7 +519,10 @@ touched_lose(TouchedKeys *touched, const char *schema, const char *name)
 	pthread_mutex_lock(&touched->mutex);
 	table = touched_find_or_add(touched, schema, name);
 	if (table != NULL)
+	{
+		touched_mark_written(touched, table);
 		touched_table_lose(touched, table);
+	}
 	else
 		touched->started = false;
 	pthread_mutex_unlock(&touched->mutex);
@@ -551,6 +581,12 @@ touched_commit(TouchedKeys *touched, Lsn end_lsn)
 		table->in_txn = false;
 	}
 	touched->ndirty = 0;
+	for (size_t i = 0; i < touched->nwritten; i++)
+	{
+		touched->written[i]->written = end_lsn;
+		touched->written[i]->written_in_txn = false;
+	}
+	touched->nwritten = 0;
 	for (size_t i = 0; (touched->lost_pending || touched->prune_pending) && i < touched->tables_cap; i++)
 	{
 		TouchedTable *table = touched->tables[i];
@@ -660,6 +696,25 @@ touched_delta(TouchedKeys *touched, const char *schema, const char *name, Lsn ba
 	pthread_mutex_unlock(&touched->mutex);
 	if (verdict != TOUCHED_KNOWN)
 		touched_delta_free(out);
+	return verdict;
+}
+
+TouchedVerdict
+touched_written_since(TouchedKeys *touched, const char *schema, const char *name, Lsn baseline, Lsn *last)
+{
+	TouchedVerdict verdict = TOUCHED_KNOWN;
+	TouchedTable *table;
+
+	*last = 0;
+	if (touched == NULL)
+		return TOUCHED_NO_START;
+	pthread_mutex_lock(&touched->mutex);
+	table = touched_find(touched, schema, name);
+	if (!touched->started || baseline < touched->floor)
+		verdict = TOUCHED_NO_START;
+	else if (table != NULL)
+		*last = table->written_in_txn ? TOUCHED_PENDING : table->written;
+	pthread_mutex_unlock(&touched->mutex);
 	return verdict;
 }
 

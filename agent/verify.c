@@ -1036,8 +1036,10 @@ verify_json_table(const VerifyContext *ctx, const ParityTable *table, bool with_
 	json_object_object_add(object, "compared_as", json_object_new_string(table->keyless ? "multiset" : "key"));
 	json_object_object_add(object, "key", key);
 	json_object_object_add(object, "lsn", verify_json_lsn(r->lsn));
-	json_object_object_add(object, "rows_by", json_object_new_string(r->by_keys ? "touched keys" : "all rows"));
-	if (r->by_keys)
+	json_object_object_add(object, "rows_by", json_object_new_string(r->by_keys ? "touched keys"
+																	   : r->unwritten ? "none: not written since the baseline"
+																	   : "all rows"));
+	if (r->by_keys || r->unwritten)
 	{
 		json_object_object_add(object, "touched_keys", json_object_new_int64(r->touched_keys));
 		json_object_object_add(object, "baseline_lsn", verify_json_lsn(r->baseline_lsn));
@@ -1770,9 +1772,31 @@ verify_find_baseline(const VerifyBaseline *baselines, int n, const char *display
 }
 
 /*
+ * A keyless table has no rows to name, only a last write: equal at its baseline and not
+ * written by the applier since (nothing else writes to the target: the guard), it is equal
+ * still, with nothing to compare (NULL, result.unwritten set); else the reason it is
+ * compared in full.
+ */
+static const char *
+verify_unwritten_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseline *baseline)
+{
+	Lsn last = 0;
+	TouchedVerdict verdict = touched_written_since(touched, table->schema, table->name, baseline->lsn, &last);
+
+	if (verdict != TOUCHED_KNOWN)
+		return verdict == TOUCHED_NO_START ? "it has no key, and the last clean verify is older than this run of "
+			"the agent" : touched_verdict_text(verdict);
+	if (last > baseline->lsn)
+		return "it has no key, and the stream wrote it since its last clean verify";
+	table->result.unwritten = true;
+	table->result.baseline_lsn = baseline->lsn;
+	return NULL;
+}
+
+/*
  * How one table is compared inside the fence. NULL: by the touched keys, *keys the text[]
- * literals in key order (NULL when no key was touched: nothing to compare); else the reason
- * it is compared in full.
+ * literals in key order (NULL when no key was touched, or a keyless table was not written
+ * since its baseline: nothing to compare); else the reason it is compared in full.
  */
 static const char *
 verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseline *baselines, int nbaselines,
@@ -1784,11 +1808,14 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 	const char *why = NULL;
 
 	*keys = NULL;
-	if (!table->comparable || table->keyless)
-		return table->keyless ? "it has no key" : "it cannot be compared by key";
+	if (!table->comparable)
+		return "it cannot be compared by key";
 	baseline = verify_find_baseline(baselines, nbaselines, table->display);
 	if (baseline == NULL)
-		return "no clean verify at a common point is on record for it";
+		return table->keyless ? "it has no key, and no clean verify at a common point is on record for it"
+			: "no clean verify at a common point is on record for it";
+	if (table->keyless)
+		return verify_unwritten_plan(table, touched, baseline);
 	verdict = touched_delta(touched, table->schema, table->name, baseline->lsn, &delta);
 	if (verdict != TOUCHED_KNOWN)
 		return touched_verdict_text(verdict);
@@ -1831,6 +1858,7 @@ done:
 struct VerifyPrepared
 {
 	VerifyContext ctx;
+	bool report_pending;       /* a clean comparison whose report is not written yet */
 };
 
 void
@@ -1840,10 +1868,13 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 	VerifyBaseline *baselines = NULL;
 	int nbaselines = 0;
 	int nkeyed = 0;
+	int nunwritten = 0;
 	int64_t keys_total = 0;
 	size_t used;
 	char full[768] = "";
 	size_t full_used = 0;
+	char unwritten[512] = "";
+	size_t unwritten_used = 0;
 
 	if (!verify_read_baselines(ctx->options->state_dir, &baselines, &nbaselines))
 		nbaselines = 0;
@@ -1853,7 +1884,18 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 		char **keys = NULL;
 		const char *why = verify_touched_plan(table, touched, baselines, nbaselines, &keys);
 
-		if (why == NULL)
+		if (why == NULL && table->result.unwritten)
+		{
+			char lsnbuf[LSN_FORMAT_SIZE];
+
+			nunwritten++;
+			if (unwritten_used < sizeof(unwritten))
+				unwritten_used += (size_t) snprintf(unwritten + unwritten_used, sizeof(unwritten) - unwritten_used,
+													"%s%s (not written since the baseline at LSN %s)",
+													unwritten_used > 0 ? "; " : "", table->display,
+													lsn_format(table->result.baseline_lsn, lsnbuf));
+		}
+		else if (why == NULL)
 		{
 			nkeyed++;
 			keys_total += table->result.touched_keys;
@@ -1870,8 +1912,67 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 	used = (size_t) snprintf(buf, len, "the final parity compares %d of %d tables by the %" PRId64
 							 " keys the stream touched since their last clean verify", nkeyed, ctx->ntables,
 							 keys_total);
-	if (nkeyed < ctx->ntables && used < len)
+	if (nunwritten > 0 && used < len)
+		used += (size_t) snprintf(buf + used, len - used, ", skips %d that %s nothing to compare: %s", nunwritten,
+								  nunwritten == 1 ? "has" : "have", unwritten);
+	if (nkeyed + nunwritten < ctx->ntables && used < len)
 		snprintf(buf + used, len - used, ", and in full: %s", full);
+}
+
+/* The tables compared in full on some of the sessions, while the others compare by keys. */
+typedef struct VerifyFullRun
+{
+	ParityTable **tables;
+	int ntables;
+	ParityPair *pairs;
+	int npairs;
+	Lsn lsn;
+	ParityError error;
+	bool ok;
+} VerifyFullRun;
+
+static void *
+verify_full_main(void *arg)
+{
+	VerifyFullRun *run = arg;
+
+	log_set_thread_name("parity-full");
+	run->ok = parity_compare(run->tables, run->ntables, run->pairs, run->npairs, run->lsn, &run->error);
+	return NULL;
+}
+
+/*
+ * The tables by their touched keys and the tables in full, at once on disjoint sessions:
+ * a keyless table's scan no longer waits for the keyed round trips, nor they for it. The
+ * full compare gets a pair per leaf, at most half of them; the keys the rest.
+ */
+static bool
+verify_compare_both(VerifyContext *ctx, ParityTable **by_keys, char ***keys, int nkeyed, ParityTable **full,
+					int nfull, Lsn lsn)
+{
+	VerifyFullRun run = {.tables = full, .ntables = nfull, .lsn = lsn, .ok = false};
+	pthread_t thread;
+	int leaves = 0;
+	int key_pairs;
+	bool keyed_ok;
+
+	for (int i = 0; i < nfull; i++)
+		leaves += full[i]->comparable ? full[i]->nleaves : 0;
+	run.npairs = leaves < ctx->njobs / 2 ? (leaves > 0 ? leaves : 1) : ctx->njobs / 2;
+	key_pairs = ctx->njobs - run.npairs;
+	run.pairs = ctx->pairs + key_pairs;
+	if (nfull == 0 || nkeyed == 0 || key_pairs < 1 || pthread_create(&thread, NULL, verify_full_main, &run) != 0)
+	{
+		/* one after the other on every session */
+		if (nkeyed > 0 && !parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+			return false;
+		return nfull == 0 || parity_compare(full, nfull, ctx->pairs, ctx->njobs, lsn, &ctx->error);
+	}
+	keyed_ok = parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, key_pairs, lsn, &ctx->error);
+	pthread_join(thread, NULL);
+	if (!run.ok && ctx->error.side == PARITY_SIDE_NONE)
+		ctx->error = run.error;
+	return keyed_ok && run.ok;
 }
 
 /*
@@ -1921,13 +2022,21 @@ verify_compare_touched(VerifyContext *ctx, TouchedKeys *touched)
 			by_keys[nkeyed++] = table;
 		else
 		{
+			char lsnbuf[LSN_FORMAT_SIZE];
+
 			/* nothing touched since it was proven equal */
+			if (table->result.unwritten)
+				log_info("%s skips %s: not written since the baseline at LSN %s",
+						 ctx->fenced ? "final parity" : "parity before the fence", table->display,
+						 lsn_format(table->result.baseline_lsn, lsnbuf));
 			table->result.lsn = lsn;
 			table->result.leaves_done = 1;
 		}
 	}
-	if (nkeyed > 0 && !parity_compare_by_keys(by_keys, keys, nkeyed, ctx->pairs, ctx->njobs, lsn, &ctx->error))
+	if (!verify_compare_both(ctx, by_keys, keys, nkeyed, full, nfull, lsn))
 		goto cleanup;
+	/* those whose touched rows differ, in full after all: the report names the rows */
+	nfull = 0;
 	for (int i = 0; i < nkeyed; i++)
 		if (by_keys[i]->result.leaves_differing > 0)
 		{
@@ -2026,21 +2135,26 @@ failed:
 	return false;
 }
 
-/* One comparison with the prepared sessions: inside the fence, or (live) at a common point. */
+/*
+ * One comparison with the prepared sessions: inside the fence, or (live) at a common point.
+ * defer_report: a clean result's report is left to verify_write_report.
+ */
 static bool
-verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool *clean, uint64_t *rows, char *why,
-				size_t whylen)
+verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool defer_report, bool *clean,
+				uint64_t *rows, char *why, size_t whylen)
 {
 	VerifyContext *ctx = &prepared->ctx;
 	const char *what = live ? "parity before the fence" : "final parity";
 	VerifyTotals totals;
 	int nkeyed = 0;
+	int nunwritten = 0;
 	bool compared;
 
 	*clean = false;
 	*rows = 0;
 	if (whylen > 0)
 		why[0] = '\0';
+	prepared->report_pending = false;
 	for (int i = 0; i < ctx->ntables; i++)
 		parity_table_reset_result(ctx->tables[i]);
 	ctx->compare_seconds = 0;
@@ -2056,10 +2170,12 @@ verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool 
 		snprintf(why, whylen, "%s", ctx->error.message[0] ? ctx->error.message : "the comparison failed");
 		return false;
 	}
-	if (!verify_report(ctx))
-		log_warning("the %s report could not be written", what);
 	verify_totals(ctx, &totals);
 	*clean = totals.tables_differing == 0;
+	if (defer_report && *clean)
+		prepared->report_pending = true;
+	else if (!verify_report(ctx))
+		log_warning("the %s report could not be written", what);
 	*rows = (uint64_t) totals.rows;
 	if (!*clean)
 		snprintf(why, whylen, "%d of %d tables differ (%" PRId64 " missing, %" PRId64 " extra, %" PRId64
@@ -2067,10 +2183,13 @@ verify_run_pass(VerifyPrepared *prepared, TouchedKeys *touched, bool live, bool 
 				 totals.extra, totals.changed, totals.schema_issues, ctx->report_path[0] ? "; report " : "",
 				 ctx->report_path);
 	for (int i = 0; i < ctx->ntables; i++)
+	{
 		nkeyed += ctx->tables[i]->result.by_keys;
+		nunwritten += ctx->tables[i]->result.unwritten;
+	}
 	log_info("%s: %s, %" PRId64 " rows in %d tables (%d by the keys touched since their last "
-			 "verify, %d in full) in %.3f s", what, *clean ? "equal" : "DIFFERENT", totals.rows, ctx->ntables, nkeyed,
-			 ctx->ntables - nkeyed, ctx->compare_seconds);
+			 "verify, %d not written since, %d in full) in %.3f s", what, *clean ? "equal" : "DIFFERENT", totals.rows,
+			 ctx->ntables, nkeyed, nunwritten, ctx->ntables - nkeyed - nunwritten, ctx->compare_seconds);
 	return true;
 }
 
@@ -2078,14 +2197,27 @@ bool
 verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 					size_t whylen)
 {
-	return verify_run_pass(prepared, touched, false, clean, rows, why, whylen);
+	return verify_run_pass(prepared, touched, false, true, clean, rows, why, whylen);
+}
+
+bool
+verify_write_report(VerifyPrepared *prepared)
+{
+	if (prepared == NULL || !prepared->report_pending)
+		return true;
+	prepared->report_pending = false;
+	if (verify_report(&prepared->ctx))
+		return true;
+	log_warning("the final parity report could not be written");
+	return false;
 }
 
 bool
 verify_run_before_fence(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 						size_t whylen)
 {
-	return verify_run_pass(prepared, touched, true, clean, rows, why, whylen);
+	/* its latest.json is the fence's baseline: written now */
+	return verify_run_pass(prepared, touched, true, false, clean, rows, why, whylen);
 }
 
 bool
@@ -2100,6 +2232,8 @@ verify_compare_now(const CliOptions *options, const char *publication_name, bool
 	if (!verify_prepare_now(options, publication_name, &prepared, why, whylen))
 		return false;
 	ok = verify_run_prepared(prepared, NULL, clean, rows, why, whylen);
+	if (ok)
+		verify_write_report(prepared);   /* a report that could not be written is logged, as before */
 	verify_prepared_free(prepared);
 	return ok;
 }

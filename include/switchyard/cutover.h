@@ -47,6 +47,8 @@ typedef struct CutoverParity
 	bool (*before_fence)(void *handle, bool *clean, uint64_t *rows, char *why, size_t whylen);
 	/* optional: one line on what run would compare, for the preflight's output */
 	void (*describe)(void *handle, char *buf, size_t len);
+	/* optional: writes what run left to write, once the write pause is over */
+	void (*report)(void *handle);
 	void *arg;
 } CutoverParity;
 

@@ -116,6 +116,8 @@ typedef struct ParityTableResult
 	bool by_keys;
 	int64_t touched_keys;
 	uint64_t baseline_lsn;
+	/* a keyless table the stream did not write since a clean verify at baseline_lsn: not compared */
+	bool unwritten;
 } ParityTableResult;
 
 typedef struct ParityTable

@@ -81,6 +81,15 @@ typedef enum TouchedVerdict
 TouchedVerdict touched_delta(TouchedKeys *touched, const char *schema, const char *name, Lsn baseline,
 							 TouchedDelta *out);
 void touched_delta_free(TouchedDelta *delta);
+/*
+ * When the applier last wrote a row of schema.name or truncated it, keyed or not: *last is
+ * the end LSN of that transaction (UINT64_MAX while it is still open; 0: not since this
+ * process started). With TOUCHED_KNOWN and *last <= baseline the table is as it was at
+ * baseline, whatever its key: that is how a keyless table equal at baseline stays proven.
+ * TOUCHED_NO_START when the baseline lies before this process began applying.
+ */
+TouchedVerdict touched_written_since(TouchedKeys *touched, const char *schema, const char *name, Lsn baseline,
+									 Lsn *last);
 /* Why a verdict is not TOUCHED_KNOWN, for logs. */
 const char *touched_verdict_text(TouchedVerdict verdict);
 

@@ -40,9 +40,13 @@ bool verify_prepare_now(const CliOptions *options, const char *publication_name,
 /*
  * touched: the agent's touched keys; each table whose last clean verify (latest.json) is known
  * and whose touched keys since are known is compared on those rows only. NULL: all rows.
+ * The report of a comparison that found differences is written at once (why names it); a clean
+ * one waits for verify_write_report, so that its fsync'd files are not inside the write pause.
  */
 bool verify_run_prepared(VerifyPrepared *prepared, TouchedKeys *touched, bool *clean, uint64_t *rows, char *why,
 						 size_t whylen) __attribute__((warn_unused_result));
+/* Writes the report (and latest.json) verify_run_prepared left to write; false when it could not. */
+bool verify_write_report(VerifyPrepared *prepared);
 /*
  * Before the fence, with writes still running: the same comparison at a common point (the
  * agent's applier held there, as verify does), recorded in latest.json, so that the fence has

@@ -5,10 +5,13 @@
 # after a restart of the agent (touched keys unknown) the tables are compared in full before
 # the fence; with a fresh verify the cutover switches, having compared only touched rows. Data
 # is then compared by ordered COPY of both sides.
+# The keyless table (webhook_events) has no rows to name: the final parity skips it when the
+# stream did not write it since its baseline, and compares it in full when it did, so a row
+# changed on the target behind the agent's back then aborts the cutover.
 . "$(dirname "$0")/lib.sh"
 harness_init 300
 
-plan 17
+plan 30
 
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 agent_start_chat
@@ -18,13 +21,25 @@ verify() { timeout 120 "$SWITCHYARD" verify --state-dir "$AGENT_STATE" --source 
 # --fence manual: the test itself stops writing before each cutover
 cutover() { timeout 120 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --fence manual --yes "$@"; }
 latest_report() { ls -t "$AGENT_STATE"/parity/2*.json | head -n 1; }
-# rows_by TABLE: how the last report compared it ("touched keys" or "all rows")
+# rows_by TABLE: how the last report compared it ("touched keys", "all rows" or "none: not
+# written since the baseline")
 rows_by() {
 	python3 -c 'import json, sys
 for t in json.load(open(sys.argv[1]))["tables"]:
     if t["table"] == sys.argv[2]:
         print(t["rows_by"], t.get("touched_keys", ""), t["rows_source"])' "$(latest_report)" "$1"
 }
+# table_result TABLE: equal, rows compared by, rows on each side, missing + extra + changed
+table_result() {
+	python3 -c 'import json, sys
+for t in json.load(open(sys.argv[1]))["tables"]:
+    if t["table"] == sys.argv[2]:
+        print("equal" if t["equal"] else "different", t["rows_by"] + ";", t["rows_source"], t["rows_target"],
+              t["missing"] + t["extra"] + t["changed"])' "$(latest_report)" "$1"
+}
+# log_mark, then log_since: the agent log written after the mark
+log_mark() { LOG_MARK=$(wc -l <"$AGENT_LOG"); }
+log_since() { tail -n +"$((LOG_MARK + 1))" "$AGENT_LOG"; }
 
 ok "a verify under load sets the baseline" eval 'chat_workload_start SRC 8 && sleep 2 && verify >/dev/null && workload_wait "$WORKLOAD_PID" pgbench.chat'
 ok "the stream catches up" catch_up SRC 60
@@ -47,25 +62,64 @@ catch_up SRC 60 >/dev/null
 agent_stop
 agent_restart
 ok "the restarted agent streams" wait_for 30 'phase "streaming"' eval '[ "$(status_get phase)" = streaming ]'
+log_mark
 cout=$(SWITCHYARD_CUTOVER_FAIL_AT=lift-guard cutover 2>&1); crc=$?
 ok "after a restart the final parity compares in full (and the forced failure after it rolls back)" eval \
 	'[ "$crc" = 6 ] && grep -q "compares public.messages in full: the last clean verify is older than this run" "$AGENT_LOG"' ||
 	diag "$cout"
+ok "... webhook_events too, before the fence: it has no key and the verify is older than this run" eval \
+	'log_since | grep -q "parity before the fence compares public.webhook_events in full: it has no key, and the last clean verify is older than this run"'
+# nothing wrote to the source since: the pass before the fence is the keyless table's baseline
+like "$(log_since | grep 'final parity skips public.webhook_events')" \
+	'final parity skips public.webhook_events: not written since the baseline at LSN [0-9A-F]+/[0-9A-F]+' \
+	"inside the fence the keyless table not written since that pass is skipped, saying why"
+like "$(table_result public.webhook_events)" '^equal none: not written since the baseline; 0 0 0$' \
+	"... and the report says it was not compared, with nothing read from either side"
+ok "... the log counts it apart from the tables compared by keys and in full" eval \
+	'log_since | grep -q "final parity: equal, .* (10 by the keys touched since their last verify, 1 not written since, 0 in full)"'
+cout=$(cutover --dry-run 2>&1)
+like "$cout" 'compares 10 of 11 tables by the 0 keys the stream touched.*, skips 1 that has nothing to compare: public\.webhook_events \(not written since the baseline at LSN [0-9A-F]+/[0-9A-F]+\)' \
+	"--dry-run names the keyless table it will skip and why" || diag "$cout"
+
+# Written after the pass before the fence (the cutover stalled at its fence meanwhile): the
+# keyless table is compared in full inside the fence, and a row changed on the target behind
+# the agent's back is found and aborts the cutover.
+log_mark
+(SWITCHYARD_CUTOVER_STALL_AT=fence:8 cutover --max-pause 60000 >"$SY_BASE/cutover.out" 2>&1; echo $? >"$SY_BASE/cutover.rc") &
+ok "a cutover stalls at its fence" wait_for 60 "the stall" eval 'log_since | grep -q "stalled at fence"'
+psql_on SRC "insert into webhook_events (inquiry_id, kind, payload) values (1, 'written at the fence', '{\"late\": true}')" >/dev/null
+psql_on DST "set session_replication_role = replica; update webhook_events set kind = 'tampered'
+	where ctid = (select min(ctid) from webhook_events where kind <> 'written at the fence')" >/dev/null
+wait_for 60 "the cutover" test -s "$SY_BASE/cutover.rc" >/dev/null
+is "$(cat "$SY_BASE/cutover.rc")" 6 "a tampered row in a keyless table written since the baseline aborts the cutover (exit 6)" ||
+	diag "$(cat "$SY_BASE/cutover.out")"
+ok "... compared in full inside the fence because the stream wrote it" eval \
+	'log_since | grep -q "final parity compares public.webhook_events in full: it has no key, and the stream wrote it since its last clean verify"'
+like "$(table_result public.webhook_events)" '^different all rows; [0-9]+ [0-9]+ 2$' \
+	"... the report names the table: all rows compared, one copy missing and one extra" ||
+	diag "$(table_result public.webhook_events)"
+like "$(cat "$SY_BASE/cutover.out")" 'final parity found differences' "... the cutover says so"
+is "$(psql_on DST "select count(*) from webhook_events where kind = 'written at the fence'")" 1 \
+	"... the row written at the fence had reached the target"
+ok "verify --repair makes the target equal again" eval 'verify --repair >/dev/null'
 
 # A verify in this process, more writes, then the real cutover: only touched rows compared.
 ok "a fresh verify under load" eval 'chat_workload_start SRC 6 && sleep 2 && verify >/dev/null && workload_wait "$WORKLOAD_PID" pgbench.chat'
 catch_up SRC 60 >/dev/null
 total=$(psql_on SRC "select count(*) from messages")
 cout=$(cutover --dry-run 2>&1)
-like "$cout" 'compares 10 of 11 tables by the [0-9]+ keys the stream touched.*webhook_events \(it has no key\)' \
+like "$cout" 'compares 10 of 11 tables by the [0-9]+ keys the stream touched.*webhook_events \(it has no key, and the stream wrote it since its last clean verify\)' \
 	"--dry-run says which tables the final parity compares by touched keys, and why the others in full"
+log_mark
 cout=$(cutover 2>&1); crc=$?
 is "$crc" 0 "the cutover switches (exit 0)" || diag "$cout"
 read -r mode touched rows <<<"$(rows_by public.messages | sed 's/touched keys/touched_keys/')"
 ok "inside the fence messages was compared by its touched keys: $touched keys, $rows rows of $total" eval \
 	'[ "$mode" = touched_keys ] && [ "$rows" -le "$touched" ] && [ "$rows" -lt "$total" ]'
-ok "... after the rows touched until then were compared before the fence" \
-	grep -q "parity before the fence: equal, .* (10 by the keys touched since their last verify, 1 in full)" "$AGENT_LOG"
+ok "... after the rows touched until then were compared before the fence, the keyless table in full" eval \
+	'log_since | grep -q "parity before the fence: equal, .* (10 by the keys touched since their last verify, 0 not written since, 1 in full)"'
+like "$(rows_by public.webhook_events)" '^none: not written since the baseline' \
+	"... which made it the baseline: not written since, the final parity skipped it" || diag "$(rows_by public.webhook_events)"
 diag "$(grep 'final parity:' "$AGENT_LOG" | tail -n 1)"
 ok "the agent ended after the switch" agent_wait 30
 ok "source and target hold the same rows (ordered COPY of both)" compare_databases SRC DST

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the touched-key tracker: stamps follow the transaction's end LSN, a delta
  * holds exactly the keys touched after a baseline, and whatever is not known (before the
- * start, a TRUNCATE, a key change, the memory bound, a pruned range) is said, never guessed.
+ * start, a TRUNCATE, a key change, the memory bound, a pruned range) is said, never guessed;
+ * and the last write of each table, keyed or not, follows every row written and every truncate.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -262,6 +263,96 @@ many_keys_survive_growth(void **state)
 	touched_free(t);
 }
 
+static Lsn
+written_of(TouchedKeys *t, const char *table, Lsn baseline, TouchedVerdict *verdict)
+{
+	Lsn last = 42;
+
+	*verdict = touched_written_since(t, "public", table, baseline, &last);
+	return last;
+}
+
+static void
+a_keyless_table_is_written_at_its_last_transaction(void **state)
+{
+	TouchedKeys *t = touched_create(0);
+	TouchedVerdict v;
+
+	(void) state;
+	touched_start(t, 100);
+	/* keyless (REPLICA IDENTITY FULL or no key): the applier can only say the table changed */
+	touched_lose(t, "public", "webhook_events");
+	touched_commit(t, 200);
+	add_id(t, "messages", "1");
+	touched_commit(t, 300);
+
+	assert_int_equal(written_of(t, "webhook_events", 150, &v), 200);
+	assert_int_equal(v, TOUCHED_KNOWN);
+	/* equal at 200 or later: not written since, nothing to compare */
+	assert_int_equal(written_of(t, "webhook_events", 200, &v), 200);
+	assert_int_equal(v, TOUCHED_KNOWN);
+	assert_int_equal(written_of(t, "messages", 250, &v), 300);
+	/* a table the applier never wrote in this process */
+	assert_int_equal(written_of(t, "agents", 150, &v), 0);
+	assert_int_equal(v, TOUCHED_KNOWN);
+
+	/* written again: the last write moves on, truncates count as writes */
+	touched_lose(t, "public", "webhook_events");
+	assert_true(written_of(t, "webhook_events", 300, &v) > 300);   /* open: newer than any baseline */
+	touched_commit(t, 400);
+	assert_int_equal(written_of(t, "webhook_events", 300, &v), 400);
+	touched_free(t);
+}
+
+static void
+a_write_is_a_write_whatever_happens_to_its_keys(void **state)
+{
+	TouchedKeys *t = touched_create(4);
+	TouchedDelta d;
+	TouchedVerdict v;
+
+	(void) state;
+	touched_start(t, 0);
+	add_n(t, "messages", 0, 3);
+	touched_commit(t, 100);
+	/* pruning drops the keys, never the last write */
+	touched_prune(t, "public", "messages", 100);
+	add_id(t, "agents", "1");
+	touched_commit(t, 150);
+	assert_int_equal(delta_of(t, "messages", 100, &d), TOUCHED_KNOWN);
+	assert_int_equal(d.nkeys, 0);
+	touched_delta_free(&d);
+	assert_int_equal(written_of(t, "messages", 100, &v), 100);
+	/* past the bound the largest table is lost; its last write is still its own */
+	add_n(t, "agents", 10, 5);
+	touched_commit(t, 200);
+	assert_int_equal(written_of(t, "messages", 150, &v), 100);
+	assert_int_equal(v, TOUCHED_KNOWN);
+	assert_int_equal(written_of(t, "agents", 150, &v), 200);
+	touched_free(t);
+}
+
+static void
+before_the_start_no_write_is_known(void **state)
+{
+	TouchedKeys *t = touched_create(0);
+	TouchedVerdict v;
+
+	(void) state;
+	/* not started: the applier has not said where it began */
+	written_of(t, "webhook_events", 500, &v);
+	assert_int_equal(v, TOUCHED_NO_START);
+	touched_start(t, 1000);
+	/* the baseline lies before this process began applying: unknown, even with no write */
+	written_of(t, "webhook_events", 999, &v);
+	assert_int_equal(v, TOUCHED_NO_START);
+	assert_int_equal(written_of(t, "webhook_events", 1000, &v), 0);
+	assert_int_equal(v, TOUCHED_KNOWN);
+	written_of(NULL, "webhook_events", 1000, &v);
+	assert_int_equal(v, TOUCHED_NO_START);
+	touched_free(t);
+}
+
 int
 main(void)
 {
@@ -275,6 +366,9 @@ main(void)
 		cmocka_unit_test(pruning_drops_covered_keys_and_refuses_older_baselines),
 		cmocka_unit_test(array_literals_quote_and_escape),
 		cmocka_unit_test(many_keys_survive_growth),
+		cmocka_unit_test(a_keyless_table_is_written_at_its_last_transaction),
+		cmocka_unit_test(a_write_is_a_write_whatever_happens_to_its_keys),
+		cmocka_unit_test(before_the_start_no_write_is_known),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
