@@ -1229,6 +1229,7 @@ static bool
 cutover_rollback(Cutover *cutover)
 {
 	bool rolled_back = true;
+	bool keep_paused = false;
 
 	if (cutover->fence_started_ms == 0)
 		return true;  /* refused in the preflight: nothing was changed */
@@ -1245,12 +1246,31 @@ cutover_rollback(Cutover *cutover)
 					  cutover->pgbouncer_ini, cutover->ini_backup);
 			rolled_back = false;
 		}
-		else if (cutover->bouncer != NULL)
+		else if (cutover->pgbouncer != NULL)
 		{
-			PGresult *res = PQexec(cutover->bouncer, "RELOAD");
+			PGconn *bouncer = cutover->bouncer;
+			PGresult *res;
 
+			/* the failure may have been PgBouncer's session: a fresh one reloads */
+			if (bouncer == NULL || PQstatus(bouncer) != CONNECTION_OK || PQisBusy(bouncer))
+				bouncer = cutover_bouncer_connect(cutover->pgbouncer);
+			res = bouncer != NULL ? PQexec(bouncer, "RELOAD") : NULL;
+			if (PQresultStatus(res) == PGRES_COMMAND_OK)
+				cutover->ini_rewritten = false;
+			else
+			{
+				/* it may still route to the target: resuming now would send clients there */
+				log_error("cutover: could not RELOAD PgBouncer after restoring \"%s\": %s; it may still "
+						  "point at the target, so database \"%s\" stays paused",
+						  cutover->pgbouncer_ini, res != NULL ? conninfo_result_error(res) : "no connection",
+						  cutover->pgbouncer_db);
+				log_hint("run RELOAD, then RESUME %s on PgBouncer's console", cutover->pgbouncer_db);
+				rolled_back = false;
+				keep_paused = true;
+			}
 			PQclear(res);
-			cutover->ini_rewritten = false;
+			if (bouncer != cutover->bouncer && bouncer != NULL)
+				PQfinish(bouncer);
 		}
 		free(backup);
 	}
@@ -1294,7 +1314,7 @@ cutover_rollback(Cutover *cutover)
 			cutover->roles_read_only = false;
 		}
 	}
-	if (cutover->paused)
+	if (cutover->paused && !keep_paused)
 	{
 		PGconn *bouncer = cutover->bouncer;
 		char sql[512];
