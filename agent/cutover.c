@@ -1224,6 +1224,29 @@ cutover_read_only_done(Cutover *cutover)
 	return true;
 }
 
+/*
+ * Runs one admin command for the rollback. The failure may have been PgBouncer's session
+ * itself (or a PAUSE still waiting on it): then on a fresh one. False with why filled in.
+ */
+static bool
+cutover_rollback_bouncer(Cutover *cutover, const char *sql, char *why, size_t whylen)
+{
+	PGconn *bouncer = cutover->bouncer;
+	PGresult *res;
+	bool ok;
+
+	if (bouncer == NULL || PQstatus(bouncer) != CONNECTION_OK || PQisBusy(bouncer))
+		bouncer = cutover_bouncer_connect(cutover->pgbouncer);
+	res = bouncer != NULL ? PQexec(bouncer, sql) : NULL;
+	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok)
+		snprintf(why, whylen, "%s", res != NULL ? conninfo_result_error(res) : "no connection");
+	PQclear(res);
+	if (bouncer != cutover->bouncer && bouncer != NULL)
+		PQfinish(bouncer);
+	return ok;
+}
+
 /* Undoes what the fence and the steps after it changed; false when something stays undone. */
 static bool
 cutover_rollback(Cutover *cutover)
@@ -1248,29 +1271,20 @@ cutover_rollback(Cutover *cutover)
 		}
 		else if (cutover->pgbouncer != NULL)
 		{
-			PGconn *bouncer = cutover->bouncer;
-			PGresult *res;
+			char why[512];
 
-			/* the failure may have been PgBouncer's session: a fresh one reloads */
-			if (bouncer == NULL || PQstatus(bouncer) != CONNECTION_OK || PQisBusy(bouncer))
-				bouncer = cutover_bouncer_connect(cutover->pgbouncer);
-			res = bouncer != NULL ? PQexec(bouncer, "RELOAD") : NULL;
-			if (PQresultStatus(res) == PGRES_COMMAND_OK)
+			if (cutover_rollback_bouncer(cutover, "RELOAD", why, sizeof(why)))
 				cutover->ini_rewritten = false;
 			else
 			{
 				/* it may still route to the target: resuming now would send clients there */
 				log_error("cutover: could not RELOAD PgBouncer after restoring \"%s\": %s; it may still "
 						  "point at the target, so database \"%s\" stays paused",
-						  cutover->pgbouncer_ini, res != NULL ? conninfo_result_error(res) : "no connection",
-						  cutover->pgbouncer_db);
+						  cutover->pgbouncer_ini, why, cutover->pgbouncer_db);
 				log_hint("run RELOAD, then RESUME %s on PgBouncer's console", cutover->pgbouncer_db);
 				rolled_back = false;
 				keep_paused = true;
 			}
-			PQclear(res);
-			if (bouncer != cutover->bouncer && bouncer != NULL)
-				PQfinish(bouncer);
 		}
 		free(backup);
 	}
@@ -1316,26 +1330,18 @@ cutover_rollback(Cutover *cutover)
 	}
 	if (cutover->paused && !keep_paused)
 	{
-		PGconn *bouncer = cutover->bouncer;
 		char sql[512];
-		PGresult *res;
+		char why[512];
 
-		/* the PAUSE may still be waiting on the first session: a fresh one resumes */
-		if (bouncer == NULL || PQstatus(bouncer) != CONNECTION_OK || PQisBusy(bouncer))
-			bouncer = cutover_bouncer_connect(cutover->pgbouncer);
 		snprintf(sql, sizeof(sql), "RESUME %s", cutover->pgbouncer_db);
-		res = bouncer != NULL ? PQexec(bouncer, sql) : NULL;
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		if (cutover_rollback_bouncer(cutover, sql, why, sizeof(why)))
+			cutover->paused = false;
+		else
 		{
-			log_error("cutover: could not RESUME PgBouncer: %s; run RESUME %s on its console now",
-					  res != NULL ? conninfo_result_error(res) : "no connection", cutover->pgbouncer_db);
+			log_error("cutover: could not RESUME PgBouncer: %s; run RESUME %s on its console now", why,
+					  cutover->pgbouncer_db);
 			rolled_back = false;
 		}
-		else
-			cutover->paused = false;
-		PQclear(res);
-		if (bouncer != cutover->bouncer && bouncer != NULL)
-			PQfinish(bouncer);
 	}
 	if (cutover->fence_started_ms > 0)
 		cutover->pause_ms = cutover_now_ms() - cutover->fence_started_ms;
