@@ -105,6 +105,7 @@ struct Cutover
 	CutoverTiming timings[16];
 	int ntimings;
 	char failure[512];
+	char undone[512];           /* the first thing the rollback left undone, and what to do */
 };
 
 static const char *const cutover_step_names[] = {
@@ -259,8 +260,9 @@ cutover_enter(Cutover *cutover, CutoverStep step)
 /*
  * A test hook (SWITCHYARD_CUTOVER_STALL_AT=POINT[:SECONDS], default 120 s): stops the cutover
  * at a point for a while, so a test can look at the fence, or kill the agent there and check
- * what the restart makes of it. Points are the step names and two inside the switch:
- * ini-rewritten (file written, no RELOAD yet) and switched (persisted, no RESUME yet).
+ * what the restart makes of it. Points are the step names and three inside the switch:
+ * ini-rewritten (file written, no RELOAD yet), reloaded (PgBouncer seen pointing at the
+ * target, not persisted yet) and switched (persisted, no RESUME yet).
  */
 static void
 cutover_stall(Cutover *cutover, const char *point)
@@ -282,14 +284,42 @@ cutover_stall(Cutover *cutover, const char *point)
 	}
 }
 
+/*
+ * Another (SWITCHYARD_CUTOVER_FAIL_AT=POINT[,POINT...]): a failure is forced at each point
+ * listed. Points are the step names, reloaded (see above) and rollback-reload: the rollback's
+ * RELOAD of the restored ini counts as failed, PgBouncer is not asked.
+ */
+static bool
+cutover_fail_listed(const Cutover *cutover, const char *point)
+{
+	size_t len = strlen(point);
+	const char *item = cutover->fail_at;
+
+	while (item != NULL)
+	{
+		if (strncmp(item, point, len) == 0 && (item[len] == '\0' || item[len] == ','))
+			return true;
+		item = strchr(item, ',');
+		if (item != NULL)
+			item++;
+	}
+	return false;
+}
+
+static bool
+cutover_forced_at(Cutover *cutover, const char *point)
+{
+	cutover_stall(cutover, point);
+	if (!cutover_fail_listed(cutover, point))
+		return false;
+	cutover_fail(cutover, "failure forced at %s (SWITCHYARD_CUTOVER_FAIL_AT)", point);
+	return true;
+}
+
 static bool
 cutover_forced(Cutover *cutover, CutoverStep step)
 {
-	cutover_stall(cutover, cutover_step_name(step));
-	if (cutover->fail_at == NULL || strcmp(cutover->fail_at, cutover_step_name(step)) != 0)
-		return false;
-	cutover_fail(cutover, "failure forced at step %s (SWITCHYARD_CUTOVER_FAIL_AT)", cutover_step_name(step));
-	return true;
+	return cutover_forced_at(cutover, cutover_step_name(step));
 }
 
 static bool
@@ -1188,6 +1218,8 @@ cutover_switch(Cutover *cutover)
 					 cutover->pgbouncer_db, host, port, dbname);
 		goto cleanup;
 	}
+	if (cutover_forced_at(cutover, "reloaded"))
+		goto cleanup;
 	/*
 	 * The point of no return: the application is held in PgBouncer, which points at the
 	 * target now. A restart from here completes the switch rather than undo it.
@@ -1222,6 +1254,24 @@ cutover_read_only_done(Cutover *cutover)
 	cutover_stall(cutover, "switched");
 	cutover->pause_ms = cutover_now_ms() - cutover->fence_started_ms;
 	return true;
+}
+
+static void
+cutover_undone(Cutover *cutover, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Something the rollback leaves undone: logged; the first one goes to the cutover command. */
+static void
+cutover_undone(Cutover *cutover, const char *fmt, ...)
+{
+	char text[512];
+	va_list args;
+
+	va_start(args, fmt);
+	vsnprintf(text, sizeof(text), fmt, args);
+	va_end(args);
+	log_error("cutover: %s", text);
+	if (cutover->undone[0] == '\0')
+		snprintf(cutover->undone, sizeof(cutover->undone), "%s", text);
 }
 
 /*
@@ -1265,23 +1315,27 @@ cutover_rollback(Cutover *cutover)
 
 		if (backup == NULL || !fileio_write_atomic(cutover->pgbouncer_ini, backup, strlen(backup), 0644))
 		{
-			log_error("cutover: could not restore \"%s\" from \"%s\": restore it by hand and RELOAD PgBouncer",
-					  cutover->pgbouncer_ini, cutover->ini_backup);
+			/* as below: PgBouncer may have reloaded the target's file already */
+			cutover_undone(cutover, "could not restore \"%s\" from \"%s\", so PgBouncer database \"%s\" stays "
+						   "paused: restore the file by hand, then run RELOAD and RESUME %s on PgBouncer's console",
+						   cutover->pgbouncer_ini, cutover->ini_backup, cutover->pgbouncer_db, cutover->pgbouncer_db);
 			rolled_back = false;
+			keep_paused = true;
 		}
 		else if (cutover->pgbouncer != NULL)
 		{
-			char why[512];
+			char why[512] = "failure forced at rollback-reload (SWITCHYARD_CUTOVER_FAIL_AT)";
 
-			if (cutover_rollback_bouncer(cutover, "RELOAD", why, sizeof(why)))
+			if (!cutover_fail_listed(cutover, "rollback-reload") &&
+				cutover_rollback_bouncer(cutover, "RELOAD", why, sizeof(why)))
 				cutover->ini_rewritten = false;
 			else
 			{
 				/* it may still route to the target: resuming now would send clients there */
-				log_error("cutover: could not RELOAD PgBouncer after restoring \"%s\": %s; it may still "
-						  "point at the target, so database \"%s\" stays paused",
-						  cutover->pgbouncer_ini, why, cutover->pgbouncer_db);
-				log_hint("run RELOAD, then RESUME %s on PgBouncer's console", cutover->pgbouncer_db);
+				cutover_undone(cutover, "could not RELOAD PgBouncer after restoring \"%s\" (%s); it may still point "
+							   "at the target, so database \"%s\" stays paused: run RELOAD, then RESUME %s on "
+							   "PgBouncer's console", cutover->pgbouncer_ini, why, cutover->pgbouncer_db,
+							   cutover->pgbouncer_db);
 				rolled_back = false;
 				keep_paused = true;
 			}
@@ -1294,7 +1348,7 @@ cutover_rollback(Cutover *cutover)
 			cutover->guard_lifted = false;
 		else
 		{
-			log_error("cutover: could not put the target guard back in place");
+			cutover_undone(cutover, "could not put the target guard back in place");
 			rolled_back = false;
 		}
 	}
@@ -1315,8 +1369,8 @@ cutover_rollback(Cutover *cutover)
 			!fence_read_only_restore(cutover->source, cutover->roles, cutover->nroles, cutover->read_only_since,
 									 &ended, why, sizeof(why)))
 		{
-			log_error("cutover: could not give the application roles their settings back on the source: %s",
-					  cutover->source == NULL ? "no connection" : why);
+			cutover_undone(cutover, "could not give the application roles their settings back on the source: %s",
+						   cutover->source == NULL ? "no connection" : why);
 			log_hint("cutover.json in the state directory lists the previous settings; restarting the agent "
 					 "tries again");
 			rolled_back = false;
@@ -1338,8 +1392,8 @@ cutover_rollback(Cutover *cutover)
 			cutover->paused = false;
 		else
 		{
-			log_error("cutover: could not RESUME PgBouncer: %s; run RESUME %s on its console now", why,
-					  cutover->pgbouncer_db);
+			cutover_undone(cutover, "could not RESUME PgBouncer: %s; run RESUME %s on its console now", why,
+						   cutover->pgbouncer_db);
 			rolled_back = false;
 		}
 	}
@@ -1362,6 +1416,8 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 		cutover->options.dry_run ? "checked" : succeeded ? "switched" : "aborted"));
 	json_object_object_add(root, "finished_at", json_object_new_string(when));
 	json_object_object_add(root, "reason", cutover->failure[0] ? json_object_new_string(cutover->failure) : NULL);
+	if (cutover->undone[0])
+		json_object_object_add(root, "undone", json_object_new_string(cutover->undone));
 	json_object_object_add(root, "pause_ms", json_object_new_double(cutover->pause_ms));
 	json_object_object_add(root, "fence_lsn", json_object_new_string(lsn_format(cutover->fence_lsn, lsnbuf)));
 	json_object_object_add(root, "rows_verified", json_object_new_int64((int64_t) cutover->rows_verified));
@@ -1453,11 +1509,12 @@ cutover_main(void *arg)
 	cutover->status.finished = true;
 	cutover->status.succeeded = ok;
 	cutover->status.pause_ms = cutover->pause_ms;
-	snprintf(cutover->status.message, sizeof(cutover->status.message), "%s",
+	snprintf(cutover->status.message, sizeof(cutover->status.message), "%s%s%s",
 			 ok ? (cutover->options.dry_run ? cutover->dry_run_message
 				   : cutover->options.read_only_fence
 				   ? "switched to the target: point the application at it now; its roles stay read-only on the source"
-				   : "switched to the target") : cutover->failure);
+				   : "switched to the target") : cutover->failure,
+			 cutover->undone[0] ? "; the rollback is incomplete: " : "", cutover->undone);
 	pthread_mutex_unlock(&cutover->mutex);
 	if (cutover->parity != NULL)
 		cutover->options.final_parity.free(cutover->parity);

@@ -110,7 +110,7 @@ cutover_print_report(const CliOptions *options)
 			if (json_object_object_get_ex(step, "ms", &value))
 				printf("  %-14s %8.1f ms\n", cutover_member_string(step, "step"), json_object_get_double(value));
 		}
-	/* the rest only matters once switched: an abort gave everything back */
+	/* the rest only matters once switched: an abort gave everything back, or its message said what not */
 	if (strcmp(cutover_member_string(report, "outcome"), "switched") != 0)
 	{
 		printf("  report         %s\n", path);
@@ -181,7 +181,7 @@ cutover_command(const CliOptions *options)
 	}
 	cutover.max_pause_ms = (uint32_t) options->max_pause_ms;
 	cutover.max_lag_bytes = options->max_lag_bytes;
-	/* a test hook: the abort path of every step can be exercised on real servers */
+	/* a test hook: the abort path of every step (and of the rollback's RELOAD) can be exercised on real servers */
 	cutover.fail_at = getenv("SWITCHYARD_CUTOVER_FAIL_AT") != NULL ? getenv("SWITCHYARD_CUTOVER_FAIL_AT") : "";
 	/* another: the cutover stalls at a point, for a test to kill the agent there */
 	cutover.stall_at = getenv("SWITCHYARD_CUTOVER_STALL_AT") != NULL ? getenv("SWITCHYARD_CUTOVER_STALL_AT") : "";

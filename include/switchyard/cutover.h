@@ -66,8 +66,8 @@ typedef struct CutoverOptions
 	bool dry_run;
 	int max_pause_ms;               /* 0 = 5000: the fence is lifted (rolled back) past this */
 	uint64_t max_lag_bytes;         /* 0 = 16 MiB: preflight refuses above this */
-	const char *fail_at;            /* tests: a step name at which a failure is forced */
-	const char *stall_at;           /* tests: a step name (or ini-rewritten, switched) to stall at */
+	const char *fail_at;            /* tests: points to fail at, split by commas (see cutover.c) */
+	const char *stall_at;           /* tests: a step name (or ini-rewritten, reloaded, switched) to stall at */
 	Applier *applier;
 	Spool *spool;                   /* a hold on it (pause, verify) blocks the drain */
 	Guard *guard;                   /* NULL: no application roles guarded */
@@ -80,7 +80,7 @@ typedef struct CutoverStatus
 	bool finished;
 	bool succeeded;
 	double pause_ms;                /* fence to resume, once known */
-	char message[512];              /* the reason for an abort, or the outcome */
+	char message[1100];             /* the outcome, or the abort's reason and what its rollback left undone */
 	char report_path[512];
 } CutoverStatus;
 

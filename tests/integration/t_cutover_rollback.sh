@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# The in-process rollback of a cutover that fails at its last moment before the point of no
+# return: PgBouncer PAUSEd, the target guard lifted, the ini rewritten and RELOADed, PgBouncer
+# seen pointing at the target (SWITCHYARD_CUTOVER_FAIL_AT=reloaded).
+#   (1) RELOAD of the restored ini works: PgBouncer resumes on the source, the file is the
+#       original, the guard is back.
+#   (2) RELOAD fails as well (rollback-reload): PgBouncer stays paused (it still points at
+#       the target), the command says so and what to do; a client through PgBouncer waits.
+#       The DBA's RELOAD and RESUME by hand send that client, and the next, to the source;
+#       the next start of the agent clears what the record kept.
+#   (3) the file cannot be restored (its backup removed meanwhile): PgBouncer stays paused too.
+# Where a connection lands is read from the server itself (current_setting('port')).
+. "$(dirname "$0")/lib.sh"
+harness_init 150
+
+plan 37
+
+command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
+
+# The application role chatapp on both servers before the copy, so its privileges travel.
+app_setup() {
+	pg_start SRC && pg_start DST &&
+		psql_on SRC "create role chatapp login" && psql_on DST "create role chatapp login" &&
+		chat_schema SRC &&
+		psql_on SRC "grant usage on schema public to chatapp" \
+			"grant all on all tables in schema public to chatapp" \
+			"grant all on all sequences in schema public to chatapp" &&
+		chat_seed SRC && copy_database SRC DST
+}
+ok "servers, the application role chatapp, chat schema and seed, copied to the target" app_setup ||
+	bail_out "setup failed"
+ok "PgBouncer is up in front of the source, its server sessions as chatapp" pgbouncer_start chatapp ||
+	bail_out "no PgBouncer"
+cp "$PGB_INI" "$SY_BASE/pgbouncer.ini.orig"
+
+# bouncer_db COLUMN: that column of PgBouncer's SHOW DATABASES line for chat.
+bouncer_db() {
+	"$PGBIN/psql" -X -A -F '|' -d "$PGB_ADMIN" -c "show databases" | awk -F '|' -v col="$1" '
+		NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+		$1 == "chat" { print $c }'
+}
+bouncer_at() {   # bouncer_at PORT PAUSED
+	[ "$(bouncer_db port)|$(bouncer_db paused)" = "$1|$2" ]
+}
+# through_bouncer SQL: one statement as a client of PgBouncer's chat database.
+through_bouncer() {
+	timeout 10 "$PGBIN/psql" -X -q -A -t -h "$PGB_DIR" -p "$PGB_PORT" -U postgres -d chat -c "$1"
+}
+ini_is_original() {
+	cmp -s "$PGB_INI" "$SY_BASE/pgbouncer.ini.orig"
+}
+app_kept_off() {   # app_kept_off NAME: chatapp may not connect to that server
+	local err
+	err=$(PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -q -A -t -h "$(_sy_var "$1" HOST)" -p "$(_sy_var "$1" PORT)" \
+		-U chatapp -d postgres -c "select 1" 2>&1) && { echo "# chatapp connected"; return 1; }
+	[[ $err == *"permission denied for database"* ]] || { echo "# $err"; return 1; }
+}
+# The source takes chatapp's writes, and chatapp has no read-only setting there.
+source_writable() {
+	[ -z "$(psql_on SRC "select coalesce(array_to_string(rolconfig, ','), '') from pg_roles where rolname = 'chatapp'")" ] &&
+		"$PGBIN/psql" -X -q -h "$SRC_HOST" -p "$SRC_PORT" -U chatapp -d postgres \
+			-c "insert into agents (name, email) values ('direct', 'direct@example.test')"
+}
+cutover() {
+	timeout 60 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --pgbouncer "$PGB_ADMIN" \
+		--pgbouncer-db chat --pgbouncer-ini "$PGB_INI" --yes "$@"
+}
+
+agent_start_chat --app-roles chatapp
+ok "the agent streams, the guard keeps chatapp off the target" eval \
+	'wait_for 30 streaming eval "[ \"\$(status_get phase)\" = streaming ]" && app_kept_off DST'
+ok "a verify at a common point is clean" timeout 60 "$SWITCHYARD" verify --state-dir "$AGENT_STATE" \
+	--source "$SRC_CONN" --target "$DST_CONN"
+
+# ---- (1) the rollback's RELOAD works ------------------------------------------------------
+(
+	SWITCHYARD_CUTOVER_FAIL_AT=reloaded SWITCHYARD_CUTOVER_STALL_AT=reloaded:2 cutover >"$SY_BASE/cutover1.out" 2>&1
+	echo $? >"$SY_BASE/cutover1.rc"
+) </dev/null &
+CUTOVER_PID=$!
+ok "(1) at the failure point PgBouncer is paused and points at the target" \
+	wait_for 30 "PgBouncer on the target" bouncer_at "$DST_PORT" 1
+wait "$CUTOVER_PID"
+cout=$(cat "$SY_BASE/cutover1.out")
+is "$(cat "$SY_BASE/cutover1.rc")" 6 "(1) the cutover aborts (exit 6)" || diag "$cout"
+unlike "$cout" 'incomplete' "(1) ... and does not say the rollback is incomplete"
+ok "(1) PgBouncer is resumed on the source" bouncer_at "$SRC_PORT" 0
+ok "(1) its file is the original" ini_is_original
+is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
+	"(1) a client through PgBouncer reaches the source"
+ok "(1) the guard is back: chatapp cannot connect to the target" app_kept_off DST
+ok "(1) nothing is left to undo: no progress record" eval '[ ! -e "$AGENT_STATE/cutover.json" ]'
+
+# ---- (2) the rollback's RELOAD fails too -------------------------------------------------------
+cout=$(SWITCHYARD_CUTOVER_FAIL_AT=reloaded,rollback-reload cutover 2>&1); crc=$?
+is "$crc" 6 "(2) the cutover aborts (exit 6)" || diag "$cout"
+like "$cout" 'rollback is incomplete: could not RELOAD PgBouncer' "(2) ... saying PgBouncer could not RELOAD" ||
+	diag "$cout"
+like "$cout" 'stays paused: run RELOAD, then RESUME chat' "(2) ... that chat stays paused, and what to run"
+ok "(2) PgBouncer stays paused, still pointing at the target" bouncer_at "$DST_PORT" 1
+ok "(2) its file on disk is the original again (source)" eval \
+	'ini_is_original && grep -q "^chat = host=$SRC_HOST port=$SRC_PORT " "$PGB_INI"'
+ok "(2) the guard is back: chatapp cannot connect to the target" app_kept_off DST
+ok "(2) the source was not made read-only: chatapp writes there" source_writable
+ok "(2) the progress record keeps what is left: PgBouncer paused, its file to RELOAD" eval \
+	'grep -q "\"paused\": *true" "$AGENT_STATE/cutover.json" &&
+	 grep -q "\"ini_rewritten\": *true" "$AGENT_STATE/cutover.json"'
+ok "(2) the agent keeps streaming" eval '[ "$(status_get phase)" = streaming ]'
+cout=$(cutover 2>&1); crc=$?
+ok "(2) another cutover is refused until the agent finishes that record" eval \
+	'[ "$crc" = 6 ] && [[ $cout == *"not fully rolled back"* ]] && bouncer_at "$DST_PORT" 1' || diag "$cout"
+
+# A client arrives while PgBouncer is paused: it waits, it does not fail nor reach the target.
+(
+	timeout 60 "$PGBIN/psql" -X -q -A -t -h "$PGB_DIR" -p "$PGB_PORT" -U postgres -d chat \
+		-c "insert into agents (name, email) values ('held', 'held@example.test') returning current_setting('port')" \
+		>"$SY_BASE/held.out" 2>&1
+	echo $? >"$SY_BASE/held.rc"
+) </dev/null &
+HELD_PID=$!
+sleep 3
+ok "(2) a client through PgBouncer waits in the pause" eval \
+	'kill -0 "$HELD_PID" 2>/dev/null && [ ! -e "$SY_BASE/held.rc" ]' || diag "$(cat "$SY_BASE/held.out")"
+
+# What the DBA is told to do, on PgBouncer's console.
+ok "(2) by hand: RELOAD, then RESUME chat" eval \
+	'"$PGBIN/psql" -X -q -d "$PGB_ADMIN" -c "reload" && "$PGBIN/psql" -X -q -d "$PGB_ADMIN" -c "resume chat"'
+ok "(2) PgBouncer is resumed on the source" bouncer_at "$SRC_PORT" 0
+wait "$HELD_PID"
+is "$(cat "$SY_BASE/held.rc")|$(cat "$SY_BASE/held.out")" "0|$SRC_PORT" \
+	"(2) the waiting client's insert went through, on the source"
+is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
+	"(2) a new client through PgBouncer reaches the source"
+held_rows() {
+	psql_on "$1" "select count(*) from agents where name = 'held'"
+}
+ok "(2) the source has the held insert, and the target catches up with it" eval \
+	'[ "$(held_rows SRC)" = 1 ] && catch_up SRC 30 && [ "$(held_rows DST)" = 1 ]'
+
+# The next start of the agent finishes the record (RELOAD and RESUME again are harmless).
+ok "(2) the agent stops" agent_stop 30
+agent_restart
+ok "(2) the restarted agent streams again, the record gone" eval \
+	'wait_for 30 streaming eval "[ \"\$(status_get phase)\" = streaming ]" && [ ! -e "$AGENT_STATE/cutover.json" ]'
+ok "(2) PgBouncer still serves the source, unpaused; the guard still keeps chatapp off the target" eval \
+	'bouncer_at "$SRC_PORT" 0 && ini_is_original && app_kept_off DST'
+
+# ---- (3) the restored file cannot be written: the backup is gone -----------------------------
+(
+	SWITCHYARD_CUTOVER_FAIL_AT=reloaded SWITCHYARD_CUTOVER_STALL_AT=reloaded:3 cutover >"$SY_BASE/cutover3.out" 2>&1
+	echo $? >"$SY_BASE/cutover3.rc"
+) </dev/null &
+CUTOVER_PID=$!
+ok "(3) while PgBouncer points at the target, the backup of its file is removed" eval \
+	'wait_for 30 "PgBouncer on the target" bouncer_at "$DST_PORT" 1 && rm "$PGB_INI.switchyard-backup"'
+wait "$CUTOVER_PID"
+cout=$(cat "$SY_BASE/cutover3.out")
+is "$(cat "$SY_BASE/cutover3.rc")" 6 "(3) the cutover aborts (exit 6)" || diag "$cout"
+like "$cout" 'rollback is incomplete: could not restore .*stays paused: restore the file by hand, then run RELOAD and RESUME chat' \
+	"(3) ... saying the file is not restored, chat stays paused, and what to do" || diag "$cout"
+ok "(3) PgBouncer stays paused, pointing at the target" bouncer_at "$DST_PORT" 1
+ok "(3) by hand: the file restored, RELOAD, RESUME chat" eval \
+	'cp "$SY_BASE/pgbouncer.ini.orig" "$PGB_INI" &&
+	 "$PGBIN/psql" -X -q -d "$PGB_ADMIN" -c "reload" && "$PGBIN/psql" -X -q -d "$PGB_ADMIN" -c "resume chat"'
+is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
+	"(3) a client through PgBouncer reaches the source"
