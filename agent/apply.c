@@ -27,6 +27,7 @@
 #define APPLY_RING_SIZE 4096           /* statements in flight at most */
 #define APPLY_INFLIGHT_BYTES (4 * 1024 * 1024)  /* and parameter bytes: bounds libpq's buffers */
 #define APPLY_PUMP_EVERY 64            /* read results every so many statements */
+#define APPLY_UNSENT_BYTES (32 * 1024) /* parameter bytes left in libpq's output buffer at most */
 #define APPLY_DURABLE_INTERVAL_US INT64_C(1000000)
 #define APPLY_DURABLE_QUEUE_SIZE 1024
 #define APPLY_MAX_STATEMENTS 2000      /* prepared statements per session before DEALLOCATE ALL */
@@ -166,6 +167,7 @@ struct Applier
 	size_t ring_count;
 	bool head_done;            /* the head's result arrived; its NULL terminator is next */
 	size_t inflight_bytes;
+	size_t unsent_bytes;       /* parameter bytes given to libpq since its output was last all sent */
 	int unflushed;             /* statements sent since the last Sync or Flush request */
 	int since_pump;
 	PGresult *catalog_result;
@@ -962,9 +964,38 @@ apply_reserve(Applier *a, size_t n)
 	return apply_wait_in_flight(a, APPLY_RING_SIZE / 2);
 }
 
+/*
+ * Sends everything libpq holds, reading results while the socket is full so that the target
+ * can go on writing them. libpq keeps unsent output in one buffer and moves what is left of it
+ * to the front on every send attempt: left to grow while the target is busy, that buffer was
+ * copied whole once per statement (a third of the applier's CPU in a catch-up).
+ */
+static bool
+apply_drain_output(Applier *a)
+{
+	for (;;)
+	{
+		int pending = PQflush(a->conn);
+
+		if (pending < 0)
+		{
+			apply_report_connection_error(a, "sending");
+			return false;
+		}
+		if (pending == 0)
+			break;
+		if (!apply_pump(a, 1000))
+			return false;
+	}
+	a->unsent_bytes = 0;
+	return true;
+}
+
 static bool
 apply_after_send(Applier *a)
 {
+	if (a->unsent_bytes >= APPLY_UNSENT_BYTES && !apply_drain_output(a))
+		return false;
 	if (++a->since_pump >= APPLY_PUMP_EVERY)
 		return apply_pump(a, 0);
 	return true;
@@ -1604,6 +1635,7 @@ apply_send_group(Applier *a, int slot)
 	p->rows = (uint32_t) rows;
 	p->bytes = g->len;
 	a->inflight_bytes += p->bytes;
+	a->unsent_bytes += p->bytes;
 	apply_group_reset(g);
 	return apply_after_send(a);
 }
@@ -1890,6 +1922,7 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	p->lsn = lsn;
 	p->bytes = bytes;
 	a->inflight_bytes += bytes;
+	a->unsent_bytes += bytes;
 	return apply_after_send(a) ? APPLY_OUTCOME_OK : APPLY_OUTCOME_RETRY;
 }
 
@@ -2263,6 +2296,7 @@ apply_disconnect(Applier *a)
 	a->ring_head = 0;
 	a->head_done = false;
 	a->inflight_bytes = 0;
+	a->unsent_bytes = 0;
 	a->unflushed = 0;
 	a->batch_open = false;
 	a->in_txn = false;

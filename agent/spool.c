@@ -27,6 +27,7 @@
 
 #define SPOOL_DEFAULT_MAX_BYTES (UINT64_C(8) << 30)
 #define SPOOL_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20)
+#define SPOOL_SYNC_PACE_US 10000       /* one fdatasync started per 10 ms at most, unless hurried */
 
 #define SPOOL_WRITE_BUFFER_BYTES (1024 * 1024)
 #define SPOOL_STREAM_BUFFER_BYTES (256 * 1024)
@@ -195,6 +196,7 @@ struct Spool
 	bool sync_requested;
 	bool sync_busy;
 	bool sync_stop;
+	bool sync_hurry;              /* someone waits for durability: no pacing for this request */
 	bool sync_failed;             /* an fsync failed: the writer turns broken */
 	int sync_fd;
 	bool sync_dir;
@@ -753,9 +755,10 @@ spool_set_hold(Spool *spool, Lsn lsn)
 		}
 		ok = found;
 	}
-	/* the reader looks at its limit again */
+	/* the reader looks at its limit again; a paced fsync is waited for now */
 	spool->pub_generation++;
 	pthread_cond_broadcast(&spool->published);
+	pthread_cond_signal(&spool->sync_wake);
 	pthread_mutex_unlock(&spool->mutex);
 	return ok;
 }
@@ -875,12 +878,47 @@ spool_publish(Spool *spool)
 	return true;
 }
 
+static int64_t
+spool_monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Under a steady stream the receiver asks for an fsync on every wakeup, and each fdatasync
+ * costs device round trips (most of the agent's CPU in a catch-up was the syncer's). Waiting
+ * until SPOOL_SYNC_PACE_US after the previous one started lets one fsync cover many requests.
+ * The applier does not wait for it (it reads published bytes); only the source's confirmation
+ * does. Whoever waits for durability itself (a quiesce, a parity or cutover hold, a stop)
+ * cuts the wait short. Called and returns with the mutex held.
+ */
+static void
+spool_syncer_pace(Spool *spool, int64_t last_start)
+{
+	int64_t due = last_start + SPOOL_SYNC_PACE_US;
+
+	while (!spool->sync_stop && !spool->sync_hurry && !atomic_load(&spool->hold_active))
+	{
+		struct timespec deadline;
+
+		if (spool_monotonic_us() >= due)
+			break;
+		deadline.tv_sec = (time_t) (due / 1000000);
+		deadline.tv_nsec = (long) (due % 1000000) * 1000;
+		pthread_cond_timedwait(&spool->sync_wake, &spool->mutex, &deadline);
+	}
+}
+
 /* The syncer thread: one fdatasync (and directory fsync) per request, outside the mutex. */
 static void *
 spool_syncer_main(void *arg)
 {
 	Spool *spool = arg;
 	uint64_t one = 1;
+	int64_t last_start = 0;
 
 	pthread_mutex_lock(&spool->mutex);
 	for (;;)
@@ -894,6 +932,9 @@ spool_syncer_main(void *arg)
 			pthread_cond_wait(&spool->sync_wake, &spool->mutex);
 		if (!spool->sync_requested)
 			break;
+		spool_syncer_pace(spool, last_start);
+		spool->sync_hurry = false;
+		last_start = spool_monotonic_us();
 		fd = spool->sync_fd;
 		dir = spool->sync_dir;
 		lsn = spool->sync_lsn;
@@ -939,6 +980,11 @@ spool_syncer_quiesce(Spool *spool)
 	if (!spool->syncer_running)
 		return !spool->broken;
 	pthread_mutex_lock(&spool->mutex);
+	if (spool->sync_requested)
+	{
+		spool->sync_hurry = true;
+		pthread_cond_signal(&spool->sync_wake);
+	}
 	while (spool->sync_requested || spool->sync_busy)
 		pthread_cond_wait(&spool->sync_idle, &spool->mutex);
 	failed = spool->sync_failed;
@@ -971,8 +1017,10 @@ spool_sync_request(Spool *spool)
 		spool->dir_dirty = false;
 		if (spool->appended_lsn > spool->sync_lsn)
 			spool->sync_lsn = spool->appended_lsn;
+		/* a request still waiting (paced) is seen by the syncer anyway: no wakeup for it */
+		if (!spool->sync_requested)
+			pthread_cond_signal(&spool->sync_wake);
 		spool->sync_requested = true;
-		pthread_cond_signal(&spool->sync_wake);
 	}
 	pthread_mutex_unlock(&spool->mutex);
 	if (failed)
@@ -2081,11 +2129,11 @@ spool_open(const SpoolOptions *options, Spool **out)
 	spool->segment.fd = -1;
 	spool->sync_event_fd = -1;
 	pthread_mutex_init(&spool->mutex, NULL);
-	pthread_cond_init(&spool->sync_wake, NULL);
 	pthread_cond_init(&spool->sync_idle, NULL);
 	/* Timed waits measure on the monotonic clock, immune to wall-clock steps. */
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&spool->sync_wake, &attr);
 	pthread_cond_init(&spool->published, &attr);
 	pthread_condattr_destroy(&attr);
 	spool->sync_objects = true;
