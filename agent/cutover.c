@@ -1201,7 +1201,7 @@ cutover_switch(Cutover *cutover)
 	}
 	/* the fence's record claims it already */
 	cutover->ini_rewritten = true;
-	if (!fileio_write_atomic(cutover->pgbouncer_ini, rewritten, strlen(rewritten), 0644))
+	if (!fileio_replace_keeping_mode(cutover->pgbouncer_ini, rewritten, strlen(rewritten)))
 	{
 		cutover_fail(cutover, "could not write \"%s\": %s", cutover->pgbouncer_ini, strerror(errno));
 		goto cleanup;
@@ -1313,7 +1313,7 @@ cutover_rollback(Cutover *cutover)
 	{
 		char *backup = cutover_read_file(cutover->ini_backup);
 
-		if (backup == NULL || !fileio_write_atomic(cutover->pgbouncer_ini, backup, strlen(backup), 0644))
+		if (backup == NULL || !fileio_replace_keeping_mode(cutover->pgbouncer_ini, backup, strlen(backup)))
 		{
 			/* as below: PgBouncer may have reloaded the target's file already */
 			cutover_undone(cutover, "could not restore \"%s\" from \"%s\", so PgBouncer database \"%s\" stays "
@@ -1763,7 +1763,7 @@ cutover_recover_rollback(const char *state_dir, const char *source_conninfo, jso
 		const char *backup = cutover_json_string(root, "ini_backup");
 		char *text = backup != NULL ? cutover_read_file(backup) : NULL;
 
-		if (ini == NULL || text == NULL || !fileio_write_atomic(ini, text, strlen(text), 0644))
+		if (ini == NULL || text == NULL || !fileio_replace_keeping_mode(ini, text, strlen(text)))
 		{
 			log_error("could not restore PgBouncer's configuration \"%s\" from \"%s\"", ini != NULL ? ini : "?",
 					  backup != NULL ? backup : "(no backup)");

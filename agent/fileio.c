@@ -76,8 +76,9 @@ fileio_fsync_dir(const char *path, char *dir, size_t size)
 	return ok;
 }
 
+/* owner and group (uid_t) -1 leave the temporary file's own */
 static bool
-fileio_write_parts(const char *path, const FilePart *parts, int nparts, mode_t mode)
+fileio_write_parts(const char *path, const FilePart *parts, int nparts, mode_t mode, uid_t owner, gid_t group)
 {
 	char temp[PATH_MAX];
 	char dir[PATH_MAX];
@@ -104,6 +105,11 @@ fileio_write_parts(const char *path, const FilePart *parts, int nparts, mode_t m
 	if (fchmod(fd, mode) != 0)
 	{
 		fileio_report(path, "Setting the mode of", temp);
+		goto cleanup;
+	}
+	if ((owner != (uid_t) -1 || group != (gid_t) -1) && fchown(fd, owner, group) != 0)
+	{
+		fileio_report(path, "Setting the owner of", temp);
 		goto cleanup;
 	}
 	for (int i = 0; i < nparts; i++)
@@ -154,7 +160,24 @@ fileio_write_atomic(const char *path, const char *data, size_t len, mode_t mode)
 {
 	FilePart part = {data, len};
 
-	return fileio_write_parts(path, &part, 1, mode);
+	return fileio_write_parts(path, &part, 1, mode, (uid_t) -1, (gid_t) -1);
+}
+
+bool
+fileio_replace_keeping_mode(const char *path, const char *data, size_t len)
+{
+	FilePart part = {data, len};
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+	{
+		log_error("could not read the mode of \"%s\": %m", path);
+		return false;
+	}
+	/* chown only when it changes something: an unprivileged agent may then still write */
+	return fileio_write_parts(path, &part, 1, st.st_mode & 07777,
+							  st.st_uid != geteuid() ? st.st_uid : (uid_t) -1,
+							  st.st_gid != getegid() ? st.st_gid : (gid_t) -1);
 }
 
 bool
@@ -162,5 +185,5 @@ fileio_write_text(const char *path, const char *text, mode_t mode)
 {
 	FilePart parts[2] = {{text, strlen(text)}, {"\n", 1}};
 
-	return fileio_write_parts(path, parts, 2, mode);
+	return fileio_write_parts(path, parts, 2, mode, (uid_t) -1, (gid_t) -1);
 }

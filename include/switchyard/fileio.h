@@ -21,6 +21,13 @@
  */
 bool fileio_write_atomic(const char *path, const char *data, size_t len, mode_t mode)
 	__attribute__((warn_unused_result));
+/*
+ * The same for a file that exists already (pgbouncer.ini): the new one keeps its mode, owner
+ * and group, so that a file holding passwords stays as private as it was and its reader (the
+ * PgBouncer user) can still read it.
+ */
+bool fileio_replace_keeping_mode(const char *path, const char *data, size_t len)
+	__attribute__((warn_unused_result));
 /* The same for a text document (JSON): text and a final newline. */
 bool fileio_write_text(const char *path, const char *text, mode_t mode)
 	__attribute__((warn_unused_result));

@@ -135,6 +135,33 @@ test_mode_is_the_one_asked_for(void **state)
 }
 
 static void
+test_replace_keeps_mode_and_owner(void **state)
+{
+	struct stat st;
+	char *text;
+
+	/* a pgbouncer.ini with passwords in it, readable by its group only */
+	assert_true(fileio_write_atomic(file_path, "[databases]\n", 12, 0640));
+	if (geteuid() == 0)
+		assert_int_equal(chown(file_path, 65534, 65534), 0);
+	assert_true(fileio_replace_keeping_mode(file_path, "rewritten", 9));
+	assert_int_equal(stat(file_path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	if (geteuid() == 0)
+	{
+		assert_int_equal(st.st_uid, 65534);
+		assert_int_equal(st.st_gid, 65534);
+	}
+	text = read_whole(file_path);
+	assert_string_equal(text, "rewritten");
+	free(text);
+	/* nothing to keep the mode of: an error, not a file of some default mode */
+	assert_int_equal(unlink(file_path), 0);
+	assert_false(fileio_replace_keeping_mode(file_path, "x", 1));
+	assert_int_not_equal(access(file_path, F_OK), 0);
+}
+
+static void
 test_missing_directory_fails_naming_the_path(void **state)
 {
 	char path[192];
@@ -189,6 +216,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_overwrite_replaces_the_whole_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_text_ends_with_a_newline, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mode_is_the_one_asked_for, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replace_keeps_mode_and_owner, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_directory_fails_naming_the_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_leaves_the_old_file, setup, teardown),
 	};
