@@ -32,6 +32,7 @@
 #include "switchyard/guard.h"
 #include "switchyard/http.h"
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 #include "switchyard/receiver.h"
 #include "switchyard/source.h"
 #include "switchyard/spool.h"
@@ -97,15 +98,6 @@ typedef struct Agent
 	bool stop_requested;
 	int exit_code;
 } Agent;
-
-static int64_t
-agent_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- names and state ---------------------------------------------------------------------- */
 
@@ -816,7 +808,7 @@ agent_hold(Agent *agent, Lsn lsn, ControlResponse *response)
 		return;
 	}
 	agent->hold_lsn = lsn;
-	agent->hold_since_us = agent_now_us();
+	agent->hold_since_us = monotonic_us();
 	log_debug("parity hold at %s", lsn_format(lsn, lsnbuf));
 	response->ok = true;
 	response->applied_lsn = astats.applied_lsn;
@@ -1248,7 +1240,7 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	Agent *agent = arg;
 	ApplyStats astats;
-	int64_t now = agent_now_us();
+	int64_t now = monotonic_us();
 
 	if (agent->stop_requested)
 	{
@@ -1403,7 +1395,7 @@ agent_stream(Agent *agent)
 
 	if (agent->copy == NULL)
 		agent_set_phase(agent, "streaming");
-	agent->verify_done_us = agent_now_us();
+	agent->verify_done_us = monotonic_us();
 	if (!agent_save_state(agent))
 		return EXIT_INTERNAL;
 	log_info("agent running: slot \"%s\", state directory \"%s\"", agent->state->slot_name, options->state_dir);

@@ -20,6 +20,7 @@
 #include "switchyard/apply_group.h"
 #include "switchyard/apply_sql.h"
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 #include "switchyard/pgoutput.h"
 
 #define APPLY_IDLE_WAIT_MS 100         /* spool wait when nothing is in flight: sees stop requests */
@@ -235,15 +236,6 @@ static const struct
 	 "$2::pg_catalog.timestamptz)", 2},
 	{"sy_progress", "SELECT pg_catalog.pg_replication_origin_progress($1, true)", 1},
 };
-
-static int64_t
-apply_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static bool
 apply_should_stop(Applier *a)
@@ -739,7 +731,7 @@ apply_report_connection_error(Applier *a, const char *doing)
 static void
 apply_missing_row(Applier *a, const ApplyPending *p, uint64_t missing)
 {
-	int64_t now = apply_now_us();
+	int64_t now = monotonic_us();
 	char lsn[LSN_FORMAT_SIZE];
 
 	/* the native worker skips such rows too; parity reports the difference */
@@ -1102,7 +1094,7 @@ apply_send_durable_query(Applier *a)
 	if (!apply_send_control(a, APPLY_OP_DURABLE, APPLY_CONTROL_PROGRESS, values, NULL))
 		return false;
 	a->durable_in_flight = true;
-	a->durable_due = apply_now_us() + APPLY_DURABLE_INTERVAL_US;
+	a->durable_due = monotonic_us() + APPLY_DURABLE_INTERVAL_US;
 	/* outside a batch it runs in its own implicit transaction */
 	if (!a->batch_open)
 		return apply_send_sync(a);
@@ -1112,11 +1104,11 @@ apply_send_durable_query(Applier *a)
 static bool
 apply_durable_tick(Applier *a)
 {
-	if (a->durable_in_flight || apply_now_us() < a->durable_due)
+	if (a->durable_in_flight || monotonic_us() < a->durable_due)
 		return true;
 	if (a->durable_count == 0)
 	{
-		a->durable_due = apply_now_us() + APPLY_DURABLE_INTERVAL_US;
+		a->durable_due = monotonic_us() + APPLY_DURABLE_INTERVAL_US;
 		return true;
 	}
 	return apply_send_durable_query(a);
@@ -2340,7 +2332,7 @@ apply_open_connection(Applier *a)
 	const char *keys[] = {"keepalives_idle", "keepalives_interval", "keepalives_count", "dbname",
 						  "fallback_application_name", NULL};
 	const char *values[] = {"30", "10", "3", a->conninfo, "switchyard-apply", NULL};
-	int64_t deadline = apply_now_us() + APPLY_CONNECT_TIMEOUT_US;
+	int64_t deadline = monotonic_us() + APPLY_CONNECT_TIMEOUT_US;
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	char line[320];
 
@@ -2359,7 +2351,7 @@ apply_open_connection(Applier *a)
 
 		if (apply_should_stop(a))
 			return false;
-		if (apply_now_us() > deadline)
+		if (monotonic_us() > deadline)
 		{
 			apply_set_error(a, "timed out connecting to the target");
 			log_error("%s", a->error);
@@ -2473,7 +2465,7 @@ apply_session(Applier *a)
 	a->applied = start;
 	a->position = start;
 	a->last_commit_end = start;
-	a->durable_due = apply_now_us() + APPLY_DURABLE_INTERVAL_US;
+	a->durable_due = monotonic_us() + APPLY_DURABLE_INTERVAL_US;
 	pthread_mutex_lock(&a->mutex);
 	if (start > a->stats.applied_lsn)
 		a->stats.applied_lsn = start;

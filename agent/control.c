@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 
 #define CONTROL_SOCKET_NAME "control.sock"
 /* A request is a command number; anything bigger is not a switchyard CLI. */
@@ -496,15 +497,6 @@ control_server_free(ControlServer *server)
 }
 
 /* ---- client ---------------------------------------------------------------------------- */
-
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 static bool
 send_all(int fd, const uint8_t *data, size_t length, const char *path)

@@ -25,6 +25,7 @@
 #include "switchyard/fence.h"
 #include "switchyard/fileio.h"
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 #include "switchyard/text_array.h"
 
 #define CUTOVER_DEFAULT_MAX_PAUSE_MS 5000
@@ -123,10 +124,7 @@ cutover_step_name(CutoverStep step)
 static double
 cutover_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double) ts.tv_sec * 1000.0 + (double) ts.tv_nsec / 1e6;
+	return (double) monotonic_us() / 1000.0;
 }
 
 static void

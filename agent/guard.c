@@ -23,6 +23,7 @@
 #include "switchyard/conninfo.h"
 #include "switchyard/fileio.h"
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 #include "switchyard/text_array.h"
 
 #define GUARD_FILE "guard.json"
@@ -81,15 +82,6 @@ struct Guard
 	int64_t last_check_unix;
 	char last_violation[512];
 };
-
-static int64_t
-guard_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- small pure helpers ---------------------------------------------------------------- */
 
@@ -879,7 +871,7 @@ guard_connect_watch(Guard *guard)
 {
 	const char *keys[] = {"dbname", "application_name", "options", NULL};
 	const char *values[] = {guard->conninfo, GUARD_AGENT_PREFIX "guard-watch", "-c statement_timeout=10000", NULL};
-	int64_t deadline = guard_now_ms() + GUARD_CONNECT_TIMEOUT_MS;
+	int64_t deadline = monotonic_ms() + GUARD_CONNECT_TIMEOUT_MS;
 	PostgresPollingStatusType state = PGRES_POLLING_WRITING;
 	PGconn *conn = PQconnectStartParams(keys, values, 1);
 
@@ -889,7 +881,7 @@ guard_connect_watch(Guard *guard)
 	{
 		struct pollfd pfd = {.fd = PQsocket(conn), .events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT};
 
-		if (guard_should_stop(guard) || guard_now_ms() > deadline)
+		if (guard_should_stop(guard) || monotonic_ms() > deadline)
 			break;
 		if (poll(&pfd, 1, 100) < 0 && errno != EINTR)
 			break;
@@ -1072,10 +1064,10 @@ guard_main(void *arg)
 		int64_t wait_ms = guard->poll_ms;
 
 		pthread_mutex_unlock(&guard->mutex);
-		if (guard->watch == NULL && guard_now_ms() >= guard->next_connect_ms)
+		if (guard->watch == NULL && monotonic_ms() >= guard->next_connect_ms)
 		{
 			guard->watch = guard_connect_watch(guard);
-			guard->next_connect_ms = guard_now_ms() + GUARD_RECONNECT_MS;
+			guard->next_connect_ms = monotonic_ms() + GUARD_RECONNECT_MS;
 			if (guard->watch != NULL)
 				guard_set_watching(guard, true);
 		}
@@ -1085,7 +1077,7 @@ guard_main(void *arg)
 			log_detail("foreign sessions are not watched until the guard reconnects");
 			PQfinish(guard->watch);
 			guard->watch = NULL;
-			guard->next_connect_ms = guard_now_ms();
+			guard->next_connect_ms = monotonic_ms();
 			guard_set_watching(guard, false);
 		}
 		clock_gettime(CLOCK_MONOTONIC, &until);

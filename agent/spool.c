@@ -24,6 +24,7 @@
 #include "spool.pb-c.h"
 #include "switchyard/crc32c.h"
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 
 #define SPOOL_DEFAULT_MAX_BYTES (UINT64_C(8) << 30)
 #define SPOOL_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20)
@@ -878,15 +879,6 @@ spool_publish(Spool *spool)
 	return true;
 }
 
-static int64_t
-spool_monotonic_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * Under a steady stream the receiver asks for an fsync on every wakeup, and each fdatasync
  * costs device round trips (most of the agent's CPU in a catch-up was the syncer's). Waiting
@@ -904,7 +896,7 @@ spool_syncer_pace(Spool *spool, int64_t last_start)
 	{
 		struct timespec deadline;
 
-		if (spool_monotonic_us() >= due)
+		if (monotonic_us() >= due)
 			break;
 		deadline.tv_sec = (time_t) (due / 1000000);
 		deadline.tv_nsec = (long) (due % 1000000) * 1000;
@@ -934,7 +926,7 @@ spool_syncer_main(void *arg)
 			break;
 		spool_syncer_pace(spool, last_start);
 		spool->sync_hurry = false;
-		last_start = spool_monotonic_us();
+		last_start = monotonic_us();
 		fd = spool->sync_fd;
 		dir = spool->sync_dir;
 		lsn = spool->sync_lsn;

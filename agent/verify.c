@@ -31,6 +31,7 @@
 #include "switchyard/fileio.h"
 #include "switchyard/log.h"
 #include "switchyard/lsn.h"
+#include "switchyard/monotonic.h"
 #include "switchyard/parity.h"
 #include "switchyard/state.h"
 #include "switchyard/text_array.h"
@@ -85,15 +86,6 @@ verify_sleep_ms(int ms)
 	struct timespec pause = {ms / 1000, (long) (ms % 1000) * 1000000};
 
 	nanosleep(&pause, NULL);
-}
-
-static int64_t
-verify_monotonic_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 static double
@@ -384,10 +376,10 @@ verify_hold(VerifyContext *ctx, Lsn lsn, bool *torn)
 	control_response_free(response);
 	response = NULL;
 
-	deadline = verify_monotonic_ms() + VERIFY_HOLD_TIMEOUT_MS;
+	deadline = monotonic_ms() + VERIFY_HOLD_TIMEOUT_MS;
 	while (!held)
 	{
-		if (verify_monotonic_ms() > deadline)
+		if (monotonic_ms() > deadline)
 		{
 			log_error("the agent's applier did not reach %s within %d s", lsn_text, VERIFY_HOLD_TIMEOUT_MS / 1000);
 			log_detail("it had applied up to %s", lsn_format(applied_lsn, applied_text));

@@ -1,0 +1,15 @@
+/*
+ * The monotonic clock in microseconds (see monotonic.h).
+ */
+#include "switchyard/monotonic.h"
+
+#include <time.h>
+
+int64_t
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
