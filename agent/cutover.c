@@ -846,6 +846,14 @@ cutover_preflight(Cutover *cutover)
 						 strerror(errno));
 			return false;
 		}
+		/* the rewritten file keeps the owner: found out now, not inside the fence */
+		if (!fileio_can_keep_owner(cutover->pgbouncer_ini))
+		{
+			cutover_fail(cutover, "cannot write PgBouncer's configuration \"%s\" under its owner and group: %s; "
+						 "run the agent as the file's owner (in its group) or as root", cutover->pgbouncer_ini,
+						 strerror(errno));
+			return false;
+		}
 		/* the backup is written now, outside the fence */
 		ini = cutover_read_file(cutover->pgbouncer_ini);
 		snprintf(cutover->ini_backup, sizeof(cutover->ini_backup), "%s.switchyard-backup", cutover->pgbouncer_ini);

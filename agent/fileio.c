@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -178,6 +179,39 @@ fileio_replace_keeping_mode(const char *path, const char *data, size_t len)
 	return fileio_write_parts(path, &part, 1, st.st_mode & 07777,
 							  st.st_uid != geteuid() ? st.st_uid : (uid_t) -1,
 							  st.st_gid != getegid() ? st.st_gid : (gid_t) -1);
+}
+
+bool
+fileio_can_keep_owner(const char *path)
+{
+	struct stat st;
+	gid_t *groups;
+	bool member = false;
+	int n;
+
+	if (stat(path, &st) != 0)
+		return false;
+	if (geteuid() == 0)
+		return true;
+	if (st.st_uid != geteuid())
+	{
+		errno = EPERM;
+		return false;
+	}
+	if (st.st_gid == getegid())
+		return true;
+	n = getgroups(0, NULL);
+	groups = n > 0 ? calloc((size_t) n, sizeof(*groups)) : NULL;
+	if (groups != NULL)
+	{
+		n = getgroups(n, groups);
+		for (int i = 0; i < n && !member; i++)
+			member = groups[i] == st.st_gid;
+		free(groups);
+	}
+	if (!member)
+		errno = EPERM;
+	return member;
 }
 
 bool

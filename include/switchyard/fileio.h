@@ -28,6 +28,9 @@ bool fileio_write_atomic(const char *path, const char *data, size_t len, mode_t 
  */
 bool fileio_replace_keeping_mode(const char *path, const char *data, size_t len)
 	__attribute__((warn_unused_result));
+/* Whether fileio_replace_keeping_mode could give path's owner and group to a new file
+ * (errno EPERM when not). */
+bool fileio_can_keep_owner(const char *path);
 /* The same for a text document (JSON): text and a final newline. */
 bool fileio_write_text(const char *path, const char *text, mode_t mode)
 	__attribute__((warn_unused_result));
