@@ -932,6 +932,19 @@ chat_setup() {
 	pg_start SRC "$@" && pg_start DST && chat_schema SRC && chat_seed SRC && copy_database SRC DST
 }
 
+# chat_setup_with_app ROLE: as chat_setup, with the application role ROLE on both servers
+# (roles are per cluster) before the copy, so its table privileges travel with the dump.
+chat_setup_with_app() {
+	local desk='"Support ""Desk"" ø"'
+	pg_start SRC && pg_start DST &&
+		psql_on SRC "create role $1 login" && psql_on DST "create role $1 login" &&
+		chat_schema SRC &&
+		psql_on SRC "grant usage on schema public, $desk to $1" \
+			"grant all on all tables in schema public, $desk to $1" \
+			"grant all on all sequences in schema public, $desk to $1" &&
+		chat_seed SRC && copy_database SRC DST
+}
+
 # agent_start_chat [ARG...]: the agent from SRC to DST, without initial copy.
 agent_start_chat() {
 	agent_start --no-copy --source "$SRC_CONN" --target "$DST_CONN" "$@"

@@ -14,18 +14,7 @@ plan 45
 
 command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
 
-# The application role chatapp exists on both servers (roles are per cluster) before the copy,
-# so its table privileges travel with the dump.
-app_setup() {
-	pg_start SRC && pg_start DST &&
-		psql_on SRC "create role chatapp login" && psql_on DST "create role chatapp login" &&
-		chat_schema SRC &&
-		psql_on SRC "grant usage on schema public, \"Support \"\"Desk\"\" ø\" to chatapp" \
-			"grant all on all tables in schema public, \"Support \"\"Desk\"\" ø\" to chatapp" \
-			"grant all on all sequences in schema public, \"Support \"\"Desk\"\" ø\" to chatapp" &&
-		chat_seed SRC && copy_database SRC DST
-}
-ok "servers, the application role chatapp, chat schema and seed, copied to the target" app_setup ||
+ok "servers, the application role chatapp, chat schema and seed, copied to the target" chat_setup_with_app chatapp ||
 	bail_out "setup failed"
 
 # PgBouncer in front of the source; its server sessions log in as chatapp.

@@ -17,17 +17,7 @@ plan 37
 
 command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
 
-# The application role chatapp on both servers before the copy, so its privileges travel.
-app_setup() {
-	pg_start SRC && pg_start DST &&
-		psql_on SRC "create role chatapp login" && psql_on DST "create role chatapp login" &&
-		chat_schema SRC &&
-		psql_on SRC "grant usage on schema public to chatapp" \
-			"grant all on all tables in schema public to chatapp" \
-			"grant all on all sequences in schema public to chatapp" &&
-		chat_seed SRC && copy_database SRC DST
-}
-ok "servers, the application role chatapp, chat schema and seed, copied to the target" app_setup ||
+ok "servers, the application role chatapp, chat schema and seed, copied to the target" chat_setup_with_app chatapp ||
 	bail_out "setup failed"
 ok "PgBouncer is up in front of the source, its server sessions as chatapp" pgbouncer_start chatapp ||
 	bail_out "no PgBouncer"
