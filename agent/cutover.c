@@ -603,15 +603,23 @@ cutover_read_file(const char *path)
 
 /* ---- the steps --------------------------------------------------------------------------- */
 
+/* concurrent: the step ran alongside the others, so it is not part of the pause's sum */
 static void
-cutover_time(Cutover *cutover, CutoverStep step, double started)
+cutover_add_timing(Cutover *cutover, CutoverStep step, double ms, bool concurrent)
 {
 	if (cutover->ntimings < (int) (sizeof(cutover->timings) / sizeof(cutover->timings[0])))
 	{
 		cutover->timings[cutover->ntimings].step = step;
-		cutover->timings[cutover->ntimings].ms = cutover_now_ms() - started;
+		cutover->timings[cutover->ntimings].ms = ms;
+		cutover->timings[cutover->ntimings].concurrent = concurrent;
 		cutover->ntimings++;
 	}
+}
+
+static void
+cutover_time(Cutover *cutover, CutoverStep step, double started)
+{
+	cutover_add_timing(cutover, step, cutover_now_ms() - started, false);
 }
 
 static bool
@@ -1107,13 +1115,7 @@ cutover_sequences_wait(Cutover *cutover)
 		return false;
 	pthread_join(seq->thread, NULL);
 	seq->started = false;
-	if (cutover->ntimings < (int) (sizeof(cutover->timings) / sizeof(cutover->timings[0])))
-	{
-		cutover->timings[cutover->ntimings].step = CUTOVER_SEQUENCES;
-		cutover->timings[cutover->ntimings].ms = seq->ms;
-		cutover->timings[cutover->ntimings].concurrent = true;
-		cutover->ntimings++;
-	}
+	cutover_add_timing(cutover, CUTOVER_SEQUENCES, seq->ms, true);
 	if (!seq->ok)
 	{
 		cutover_fail(cutover, "%s", seq->error);

@@ -674,6 +674,13 @@ touched_delta_build(const TouchedTable *table, Lsn baseline, TouchedDelta *out)
 	return ok;
 }
 
+/* Whether everything the applier wrote since baseline is on record (mutex held). */
+static bool
+touched_covers(const TouchedKeys *touched, Lsn baseline)
+{
+	return touched->started && baseline >= touched->floor;
+}
+
 TouchedVerdict
 touched_delta(TouchedKeys *touched, const char *schema, const char *name, Lsn baseline, TouchedDelta *out)
 {
@@ -685,7 +692,7 @@ touched_delta(TouchedKeys *touched, const char *schema, const char *name, Lsn ba
 		return TOUCHED_NO_START;
 	pthread_mutex_lock(&touched->mutex);
 	table = touched_find(touched, schema, name);
-	if (!touched->started || baseline < touched->floor)
+	if (!touched_covers(touched, baseline))
 		verdict = TOUCHED_NO_START;
 	else if (table == NULL)
 		verdict = TOUCHED_KNOWN;
@@ -710,7 +717,7 @@ touched_written_since(TouchedKeys *touched, const char *schema, const char *name
 		return TOUCHED_NO_START;
 	pthread_mutex_lock(&touched->mutex);
 	table = touched_find(touched, schema, name);
-	if (!touched->started || baseline < touched->floor)
+	if (!touched_covers(touched, baseline))
 		verdict = TOUCHED_NO_START;
 	else if (table != NULL)
 		*last = table->written_in_txn ? TOUCHED_PENDING : table->written;

@@ -768,6 +768,7 @@ static bool
 verify_prepare_tables(VerifyContext *ctx)
 {
 	PGresult *list = NULL;
+	int64_t leaf_rows = verify_leaf_rows();
 	bool ok = false;
 
 	if (!verify_list_tables(ctx, &list))
@@ -790,7 +791,7 @@ verify_prepare_tables(VerifyContext *ctx)
 			goto cleanup;
 		if (!verify_add_table(ctx, table))
 			goto cleanup;
-		if (!parity_table_plan(ctx->source, table, verify_leaf_rows(), &ctx->error))
+		if (!parity_table_plan(ctx->source, table, leaf_rows, &ctx->error))
 			goto cleanup;
 	}
 	ok = true;
