@@ -70,6 +70,7 @@ typedef struct ApplyRelation
 	bool resolved;             /* looked up on the target during this session */
 	bool prefetch_tried;       /* this session's catalog_all was asked (only once: it ages) */
 	bool ordered;              /* the target fires triggers or rules on replicated rows: no reordering */
+	int group_column;          /* a keyless table's NOT NULL column that leads an index, or -1 */
 	int insert_group;          /* its open groups in Applier.groups, or -1 */
 	int update_group;
 	size_t counter;            /* its entry in Applier.counters */
@@ -424,6 +425,7 @@ apply_relation_new(Applier *a, const PgoutputMessage *m)
 	rel->relid = m->relation.relid;
 	rel->insert_group = -1;
 	rel->update_group = -1;
+	rel->group_column = -1;
 	rel->generation = ++a->next_generation;
 	rel->replident = m->relation.replident;
 	rel->ncols = ncols;
@@ -1198,7 +1200,11 @@ apply_progress(Applier *a, Lsn lsn)
  * equality (following domains to their base and arrays to their element; enums, ranges
  * and multiranges always have one). Composite types and json, point, xml... have none.
  */
-/* Per column: relkind, name, type, has_equality, fires (triggers or rules in replica mode). */
+/*
+ * Per column: relkind, name, type, has_equality, fires (triggers or rules in replica mode),
+ * leads_index (NOT NULL and the first column of a valid btree or hash index without a
+ * predicate: PARITY_GROUP_SQL picks a keyless table's group column by the same rule).
+ */
 #define APPLY_CATALOG_SELECT \
 	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), " \
 	" (WITH RECURSIVE chain(typ, depth) AS (" \
@@ -1218,7 +1224,11 @@ apply_progress(Applier *a, Lsn lsn)
 	" EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgenabled IN ('A', 'R')" \
 	"   AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid))))" \
 	" OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid" \
-	"   AND w.ev_enabled IN ('A', 'R')) AS fires"
+	"   AND w.ev_enabled IN ('A', 'R')) AS fires, " \
+	" a.attnotnull AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i" \
+	"   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_am im ON im.oid = ic.relam" \
+	"   WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum AND i.indisvalid AND i.indpred IS NULL" \
+	"   AND im.amname IN ('btree', 'hash')) AS leads_index"
 #define APPLY_CATALOG_FROM \
 	" FROM pg_catalog.pg_class c" \
 	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace" \
@@ -1231,7 +1241,7 @@ static const char apply_catalog_sql[] =
 
 /*
  * The same for every table of the target at once, when the applier connects: the first
- * change of each table then needs no round trip (columns 5 and 6: schema and name).
+ * change of each table then needs no round trip (columns 6 and 7: schema and name).
  */
 static const char apply_catalog_all_sql[] =
 	APPLY_CATALOG_SELECT ", n.nspname, c.relname" APPLY_CATALOG_FROM
@@ -1280,13 +1290,13 @@ apply_prefetch_catalog(Applier *a)
 	return apply_catalog_exec(a, apply_catalog_all_sql, 0, NULL, NULL, &a->catalog_all);
 }
 
-/* Compares row's schema and name (columns 5, 6) with the relation's: as strcmp does. */
+/* Compares row's schema and name (columns 6, 7) with the relation's: as strcmp does. */
 static int
 apply_prefetch_compare(const PGresult *res, int row, const char *nspname, const char *relname)
 {
-	int c = strcmp(PQgetvalue(res, row, 5), nspname);
+	int c = strcmp(PQgetvalue(res, row, 6), nspname);
 
-	return c != 0 ? c : strcmp(PQgetvalue(res, row, 6), relname);
+	return c != 0 ? c : strcmp(PQgetvalue(res, row, 7), relname);
 }
 
 /* The prefetched rows of rel: *first and *rows; false when it holds none. */
@@ -1338,6 +1348,7 @@ apply_resolve_from(Applier *a, ApplyRelation *rel, Lsn lsn, const PGresult *res,
 		apply_set_error(a, "relation %s does not exist on the target", rel->display);
 		return false;
 	}
+	rel->group_column = -1;
 	for (uint16_t i = 0; i < rel->ncols; i++)
 	{
 		ApplySqlColumn *column = &rel->columns[i];
@@ -1368,6 +1379,9 @@ apply_resolve_from(Applier *a, ApplyRelation *rel, Lsn lsn, const PGresult *res,
 		free(rel->type_names[i]);
 		rel->type_names[i] = strdup(PQgetvalue(res, row, 2));
 		column->type_name = rel->type_names[i];
+		if (rel->group_column < 0 && !column->text_compare && !PQgetisnull(res, row, 5) &&
+			PQgetvalue(res, row, 5)[0] == 't')
+			rel->group_column = i;
 	}
 	rel->table.partitioned = (PQgetvalue(res, first, 0)[0] == 'p');
 	/* triggers or rules enabled for replicas would see rows out of order if we regrouped */
@@ -1770,7 +1784,10 @@ apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, ch
 /* PostgreSQL's INDEX_MAX_KEYS: no replica identity has more columns. */
 #define APPLY_MAX_KEY_COLUMNS 32
 
-/* The key of one tuple into the tracker; a key it cannot read loses the table instead. */
+/*
+ * The key of one tuple into the tracker; a key it cannot read loses the table instead. A
+ * keyless table's key is its group column: the rows sharing a value are compared together.
+ */
 static void
 apply_note_key(Applier *a, const ApplyRelation *rel, const TupleData *tuple)
 {
@@ -1778,12 +1795,13 @@ apply_note_key(Applier *a, const ApplyRelation *rel, const TupleData *tuple)
 	const char *values[APPLY_MAX_KEY_COLUMNS];
 	uint32_t lengths[APPLY_MAX_KEY_COLUMNS];
 	int n = 0;
+	bool grouped = rel->replident == 'f';
 
 	for (uint16_t i = 0; i < rel->ncols && i < tuple->ncols; i++)
 	{
 		const TupleValue *v = &tuple->values[i];
 
-		if (!rel->columns[i].is_key)
+		if (grouped ? i != rel->group_column : !rel->columns[i].is_key)
 			continue;
 		if (n == APPLY_MAX_KEY_COLUMNS || v->kind == TUPLE_VALUE_UNCHANGED_TOAST || v->kind == TUPLE_VALUE_BINARY)
 		{
@@ -1803,14 +1821,15 @@ apply_note_key(Applier *a, const ApplyRelation *rel, const TupleData *tuple)
 
 /*
  * Which rows the change wrote, for the cutover's final parity (touched.h): the new key and,
- * when the key changed, the old one. Only a replica identity that is a key names rows.
+ * when the key changed, the old one. A replica identity that is a key names rows; a full
+ * one names the groups of rows (old and new) by a column that leads an index.
  */
 static void
 apply_note_touched(Applier *a, const ApplyRelation *rel, const PgoutputMessage *m)
 {
 	if (a->options.touched == NULL)
 		return;
-	if (rel->replident != 'd' && rel->replident != 'i')
+	if (rel->replident != 'd' && rel->replident != 'i' && (rel->replident != 'f' || rel->group_column < 0))
 	{
 		touched_lose(a->options.touched, rel->nspname, rel->relname);
 		return;
@@ -1823,6 +1842,12 @@ apply_note_touched(Applier *a, const ApplyRelation *rel, const PgoutputMessage *
 		case PGOUTPUT_UPDATE:
 			if (m->update.old_kind != 0)
 				apply_note_key(a, rel, &m->update.old_tuple);
+			else if (rel->replident == 'f')
+			{
+				/* the group the row left is not known */
+				touched_lose(a->options.touched, rel->nspname, rel->relname);
+				return;
+			}
 			apply_note_key(a, rel, &m->update.new_tuple);
 			break;
 		default:

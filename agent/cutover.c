@@ -59,6 +59,9 @@ typedef struct CutoverSequences
 
 /* How long the preflight waits for the guard to see foreign sessions end (it looks every 2 s). */
 #define CUTOVER_GUARD_SETTLE_MS 5000
+/* After RESUME: how long to watch PgBouncer serve the held clients, and how often to look. */
+#define CUTOVER_CLIENTS_WAIT_MS 3000
+#define CUTOVER_CLIENTS_POLL_US 2000
 
 struct Cutover
 {
@@ -98,6 +101,8 @@ struct Cutover
 	char ini_backup[1024];
 	double fence_started_ms;
 	double pause_ms;
+	double resumed_ms;            /* when PgBouncer took RESUME (cutover_now_ms), 0 before */
+	double clients_served_ms;     /* from RESUME until no client waited for the target; -1 unknown */
 	Lsn fence_lsn;
 	uint64_t rows_verified;
 	int sequences_set;
@@ -1240,6 +1245,8 @@ cutover_switch(Cutover *cutover)
 					cutover->pgbouncer_db);
 		cutover->failure[0] = '\0';
 	}
+	else
+		cutover->resumed_ms = cutover_now_ms();
 	cutover->paused = false;
 	ok = true;
 cleanup:
@@ -1248,6 +1255,58 @@ cleanup:
 	free(rewritten);
 	cutover_time(cutover, CUTOVER_SWITCH, started);
 	return ok;
+}
+
+/* The clients of the switched database waiting for a server (SHOW POOLS); -1 if unknown. */
+static int
+cutover_bouncer_waiting(Cutover *cutover)
+{
+	PGresult *res = PQexec(cutover->bouncer, "SHOW POOLS");
+	int waiting = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQfnumber(res, "database") >= 0 &&
+		PQfnumber(res, "cl_waiting") >= 0)
+	{
+		waiting = 0;
+		for (int i = 0; i < PQntuples(res); i++)
+			if (strcmp(PQgetvalue(res, i, PQfnumber(res, "database")), cutover->pgbouncer_db) == 0)
+				waiting += atoi(PQgetvalue(res, i, PQfnumber(res, "cl_waiting")));
+	}
+	PQclear(res);
+	return waiting;
+}
+
+/*
+ * After RESUME, PgBouncer logs in to the target for the held clients one connection at a
+ * time (it never opens two at once for a pool): the clients' outage is the pause plus those
+ * logins. Waits until no client waits any more, so that the agent's own teardown (reports,
+ * fsyncs, closing its sessions) does not compete with them, and says how long it took; a
+ * client still waiting after a few seconds usually means its role cannot log in there.
+ */
+static void
+cutover_watch_clients(Cutover *cutover)
+{
+	int waiting;
+
+	if (cutover->bouncer == NULL || cutover->resumed_ms == 0)
+		return;
+	while ((waiting = cutover_bouncer_waiting(cutover)) > 0 &&
+		   cutover_now_ms() - cutover->resumed_ms < CUTOVER_CLIENTS_WAIT_MS)
+		usleep(CUTOVER_CLIENTS_POLL_US);
+	if (waiting < 0)
+		return;
+	cutover->clients_served_ms = cutover_now_ms() - cutover->resumed_ms;
+	if (waiting > 0)
+	{
+		log_warning("cutover: %d client%s of database \"%s\" still wait%s for a connection to the target %.0f ms "
+					"after RESUME", waiting, waiting == 1 ? "" : "s", cutover->pgbouncer_db, waiting == 1 ? "s" : "",
+					cutover->clients_served_ms);
+		log_hint("see PgBouncer's log: can the application's role log in to the target database?");
+		cutover->clients_served_ms = -1;
+	}
+	else
+		log_info("cutover: PgBouncer served every held client from the target %.1f ms after RESUME",
+				 cutover->clients_served_ms);
 }
 
 /*
@@ -1427,6 +1486,9 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 	if (cutover->undone[0])
 		json_object_object_add(root, "undone", json_object_new_string(cutover->undone));
 	json_object_object_add(root, "pause_ms", json_object_new_double(cutover->pause_ms));
+	if (cutover->resumed_ms != 0)
+		json_object_object_add(root, "clients_served_ms", cutover->clients_served_ms < 0 ? NULL
+							   : json_object_new_double(cutover->clients_served_ms));
 	json_object_object_add(root, "fence_lsn", json_object_new_string(lsn_format(cutover->fence_lsn, lsnbuf)));
 	json_object_object_add(root, "rows_verified", json_object_new_int64((int64_t) cutover->rows_verified));
 	json_object_object_add(root, "sequences_set", json_object_new_int(cutover->sequences_set));
@@ -1480,6 +1542,8 @@ cutover_main(void *arg)
 			(cutover->options.read_only_fence ? cutover_read_only_done(cutover) : cutover_switch(cutover));
 		if (!ok)
 			rolled_back = cutover_rollback(cutover);
+		else
+			cutover_watch_clients(cutover);
 		/* the final parity's report, once the pause is over (switched or rolled back) */
 		if (cutover->parity != NULL && cutover->options.final_parity.report != NULL)
 			cutover->options.final_parity.report(cutover->parity);

@@ -102,6 +102,14 @@ cutover_print_report(const CliOptions *options)
 		printf("  rows verified  %lld\n", (long long) json_object_get_int64(value));
 	if (json_object_object_get_ex(report, "sequences_set", &value))
 		printf("  sequences set  %d\n", json_object_get_int(value));
+	/* PgBouncer's logins to the target for the clients it held: part of their outage */
+	if (json_object_object_get_ex(report, "clients_served_ms", &value))
+	{
+		if (value != NULL)
+			printf("  clients served %.1f ms after RESUME\n", json_object_get_double(value));
+		else
+			printf("  clients served not within 3 s of RESUME: see PgBouncer's log\n");
+	}
 	if (json_object_object_get_ex(report, "steps", &steps) && json_object_is_type(steps, json_type_array))
 		for (size_t i = 0; i < json_object_array_length(steps); i++)
 		{

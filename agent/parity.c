@@ -648,29 +648,59 @@ parity_pages_fingerprint_sql(const ParityTable *table, bool lower, bool upper)
 	return parity_buf_finish(&buf);
 }
 
+int
+parity_touched_ncols(const ParityTable *table)
+{
+	return table->keyless ? (table->grouped ? 1 : 0) : table->nkeys;
+}
+
+/* " WHERE (k1, k2) IN (SELECT k.c1::t1, k.c2::t2 FROM unnest($1::text[], $2::text[]) AS k(c1, c2))" */
+static void
+parity_append_touched_filter(ParityBuf *buf, const ParityTable *table)
+{
+	const int *cols = table->keyless ? &table->group : table->key;
+	int ncols = parity_touched_ncols(table);
+
+	/* values arrive in text form: the input function of each column's type reads them */
+	parity_buf_append(buf, " WHERE (");
+	for (int k = 0; k < ncols; k++)
+		parity_buf_printf(buf, "%s%s", k > 0 ? ", " : "", table->columns[cols[k]].quoted);
+	parity_buf_append(buf, ") IN (SELECT ");
+	for (int k = 0; k < ncols; k++)
+		parity_buf_printf(buf, "%sk.c%d::%s", k > 0 ? ", " : "", k + 1, table->columns[cols[k]].type_name);
+	parity_buf_append(buf, " FROM unnest(");
+	for (int k = 0; k < ncols; k++)
+		parity_buf_printf(buf, "%s$%d::text[]", k > 0 ? ", " : "", k + 1);
+	parity_buf_append(buf, ") AS k(");
+	for (int k = 0; k < ncols; k++)
+		parity_buf_printf(buf, "%sc%d", k > 0 ? ", " : "", k + 1);
+	parity_buf_append(buf, "))");
+}
+
 char *
 parity_keys_fingerprint_sql(const ParityTable *table)
 {
 	ParityBuf buf = {0};
 
+	if (parity_touched_ncols(table) == 0)
+		return NULL;
+	if (table->keyless)
+	{
+		/* a multiset, as parity_fingerprint_sql counts one, of the touched groups' rows */
+		parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(h), 0), "
+						  "coalesce(sum(h & 2147483647), 0) FROM (SELECT ");
+		parity_append_row_hash(&buf, table);
+		parity_buf_append(&buf, " AS h");
+		parity_append_from(&buf, table);
+		parity_append_touched_filter(&buf, table);
+		parity_buf_append(&buf, " OFFSET 0) s");
+		return parity_buf_finish(&buf);
+	}
 	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
 	parity_append_row_hash(&buf, table);
 	parity_buf_append(&buf, "), 0)");
 	parity_append_from(&buf, table);
-	/* key values arrive in text form: the input function of each column's type reads them */
-	parity_buf_append(&buf, " WHERE (");
-	for (int k = 0; k < table->nkeys; k++)
-		parity_buf_printf(&buf, "%s%s", k > 0 ? ", " : "", table->columns[table->key[k]].quoted);
-	parity_buf_append(&buf, ") IN (SELECT ");
-	for (int k = 0; k < table->nkeys; k++)
-		parity_buf_printf(&buf, "%sk.c%d::%s", k > 0 ? ", " : "", k + 1, table->columns[table->key[k]].type_name);
-	parity_buf_append(&buf, " FROM unnest(");
-	for (int k = 0; k < table->nkeys; k++)
-		parity_buf_printf(&buf, "%s$%d::text[]", k > 0 ? ", " : "", k + 1);
-	parity_buf_append(&buf, ") AS k(");
-	for (int k = 0; k < table->nkeys; k++)
-		parity_buf_printf(&buf, "%sc%d", k > 0 ? ", " : "", k + 1);
-	parity_buf_append(&buf, "))");
+	parity_append_touched_filter(&buf, table);
 	return parity_buf_finish(&buf);
 }
 
@@ -942,6 +972,16 @@ parity_diff_kind_name(ParityDiffKind kind)
 	"                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid " \
 	"                       AND a.attnum = k.attnum) <@ $2::text[])"
 
+/* a keyless table's candidate group columns on the target, by the applier's rule (apply.c) */
+#define PARITY_GROUP_SQL \
+	"SELECT a.attname FROM pg_catalog.pg_attribute a " \
+	"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull " \
+	"  AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i " \
+	"              JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid " \
+	"              JOIN pg_catalog.pg_am im ON im.oid = ic.relam " \
+	"              WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indisvalid " \
+	"                AND i.indpred IS NULL AND im.amname IN ('btree', 'hash'))"
+
 typedef struct ParitySideColumn
 {
 	const char *name;
@@ -1152,6 +1192,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 	PGresult *target_columns = NULL;
 	PGresult *key = NULL;
 	PGresult *unique = NULL;
+	PGresult *group = NULL;
 	ParitySideColumn *scols = NULL;
 	ParitySideColumn *tcols = NULL;
 	char **key_names = NULL;
@@ -1330,6 +1371,23 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 			!parity_add_issue(table, "the key is not unique on the target (no unique index on its columns)"))
 			goto cleanup;
 	}
+	if (table->keyless)
+	{
+		group = parity_query_oid(target, PARITY_GROUP_SQL, target_oid);
+		if (PQresultStatus(group) != PGRES_TUPLES_OK)
+		{
+			parity_query_failed(error, PARITY_SIDE_TARGET, group, target, "read the indexes", display);
+			goto cleanup;
+		}
+		/* the first in column order, as the applier picks it */
+		for (int i = 0; i < table->ncolumns && !table->grouped; i++)
+			for (int r = 0; r < PQntuples(group) && !table->grouped; r++)
+				if (strcmp(table->columns[i].name, PQgetvalue(group, r, 0)) == 0)
+				{
+					table->grouped = true;
+					table->group = i;
+				}
+	}
 	table->comparable = true;
 	*out = table;
 	table = NULL;
@@ -1342,6 +1400,7 @@ cleanup:
 	PQclear(target_columns);
 	PQclear(key);
 	PQclear(unique);
+	PQclear(group);
 	free(scols);
 	free(tcols);
 	free(key_names);
@@ -2914,10 +2973,13 @@ cleanup:
 
 /* ---- the rows the stream touched ---------------------------------------------------------- */
 
-/* Reads the fingerprint result of one side into count and xor (text); false on an error. */
+/*
+ * Reads the fingerprint result of one side into count and hash (text: the xor, and for a
+ * multiset the sum too); false on an error.
+ */
 static bool
-parity_keys_result(PGconn *conn, ParitySide side, const ParityTable *table, int64_t *count, char *xor,
-				   size_t xorlen, ParityError *error)
+parity_keys_result(PGconn *conn, ParitySide side, const ParityTable *table, int64_t *count, char *hash,
+				   size_t hashlen, ParityError *error)
 {
 	PGresult *res = parity_get_result(conn);
 	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
@@ -2927,7 +2989,7 @@ parity_keys_result(PGconn *conn, ParitySide side, const ParityTable *table, int6
 	else
 	{
 		*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		snprintf(xor, xorlen, "%s", PQgetvalue(res, 0, 1));
+		snprintf(hash, hashlen, "%s %s", PQgetvalue(res, 0, 1), PQnfields(res) > 2 ? PQgetvalue(res, 0, 2) : "");
 	}
 	PQclear(res);
 	return ok;
@@ -2955,14 +3017,14 @@ parity_compare_by_keys(ParityTable **tables, char ***keys, int ntables, ParityPa
 			ParityTable *table = tables[first + sent];
 			const char *const *params = (const char *const *) keys[first + sent];
 
-			if (!parity_send(pairs[sent].source, PARITY_SIDE_SOURCE, sql[first + sent], table->nkeys, params,
-							 table, error))
+			if (!parity_send(pairs[sent].source, PARITY_SIDE_SOURCE, sql[first + sent], parity_touched_ncols(table),
+							 params, table, error))
 			{
 				ok = false;
 				break;
 			}
-			if (!parity_send(pairs[sent].target, PARITY_SIDE_TARGET, sql[first + sent], table->nkeys, params,
-							 table, error))
+			if (!parity_send(pairs[sent].target, PARITY_SIDE_TARGET, sql[first + sent], parity_touched_ncols(table),
+							 params, table, error))
 			{
 				ok = false;
 				parity_drain(pairs[sent].source);
@@ -2973,19 +3035,19 @@ parity_compare_by_keys(ParityTable **tables, char ***keys, int ntables, ParityPa
 		{
 			ParityTable *table = tables[first + j];
 			ParityTableResult *r = &table->result;
-			char xor_source[32] = "";
-			char xor_target[32] = "";
+			char hash_source[64] = "";
+			char hash_target[64] = "";
 			bool read;
 
-			read = parity_keys_result(pairs[j].source, PARITY_SIDE_SOURCE, table, &r->rows_source, xor_source,
-									  sizeof(xor_source), error);
-			read = parity_keys_result(pairs[j].target, PARITY_SIDE_TARGET, table, &r->rows_target, xor_target,
-									  sizeof(xor_target), error) && read;
+			read = parity_keys_result(pairs[j].source, PARITY_SIDE_SOURCE, table, &r->rows_source, hash_source,
+									  sizeof(hash_source), error);
+			read = parity_keys_result(pairs[j].target, PARITY_SIDE_TARGET, table, &r->rows_target, hash_target,
+									  sizeof(hash_target), error) && read;
 			ok = ok && read;
 			r->by_keys = true;
 			r->lsn = lsn;
 			r->leaves_done = 1;
-			r->leaves_differing = read && (r->rows_source != r->rows_target || strcmp(xor_source, xor_target) != 0);
+			r->leaves_differing = read && (r->rows_source != r->rows_target || strcmp(hash_source, hash_target) != 0);
 		}
 	}
 	for (int i = 0; sql != NULL && i < ntables; i++)

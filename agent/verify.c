@@ -1787,9 +1787,10 @@ verify_unwritten_plan(ParityTable *table, TouchedKeys *touched, const VerifyBase
 }
 
 /*
- * How one table is compared inside the fence. NULL: by the touched keys, *keys the text[]
- * literals in key order (NULL when no key was touched, or a keyless table was not written
- * since its baseline: nothing to compare); else the reason it is compared in full.
+ * How one table is compared inside the fence. NULL: by the touched keys (of a grouped
+ * keyless table, the touched values of its group column), *keys the text[] literals in key
+ * order (NULL when no key was touched, or a keyless table was not written since its
+ * baseline: nothing to compare); else the reason it is compared in full.
  */
 static const char *
 verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseline *baselines, int nbaselines,
@@ -1799,6 +1800,7 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 	TouchedDelta delta;
 	TouchedVerdict verdict;
 	const char *why = NULL;
+	int ncols;
 
 	*keys = NULL;
 	if (!table->comparable)
@@ -1807,23 +1809,31 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 	if (baseline == NULL)
 		return table->keyless ? "it has no key, and no clean verify at a common point is on record for it"
 			: "no clean verify at a common point is on record for it";
-	if (table->keyless)
+	if (table->keyless && !table->grouped)
 		return verify_unwritten_plan(table, touched, baseline);
 	verdict = touched_delta(touched, table->schema, table->name, baseline->lsn, &delta);
+	/* a keyless table whose groups are not known: compared in full if written since */
+	if (table->keyless && (verdict != TOUCHED_KNOWN || delta.nkeys == 0))
+	{
+		touched_delta_free(&delta);
+		return verify_unwritten_plan(table, touched, baseline);
+	}
 	if (verdict != TOUCHED_KNOWN)
 		return touched_verdict_text(verdict);
+	ncols = parity_touched_ncols(table);
 	table->result.by_keys = true;
 	table->result.baseline_lsn = baseline->lsn;
 	table->result.touched_keys = (int64_t) delta.nkeys;
 	if (delta.nkeys == 0)
 		goto done;
-	if (delta.ncols != table->nkeys)
-		why = "the stream's key is not the key verify compares by";
-	else if ((*keys = calloc((size_t) table->nkeys, sizeof(char *))) == NULL)
+	if (delta.ncols != ncols)
+		why = table->keyless ? "it has no key, and the stream's group column is not the one verify compares by"
+			: "the stream's key is not the key verify compares by";
+	else if ((*keys = calloc((size_t) ncols, sizeof(char *))) == NULL)
 		why = "out of memory";
-	for (int k = 0; why == NULL && k < table->nkeys; k++)
+	for (int k = 0; why == NULL && k < ncols; k++)
 	{
-		const char *column = table->columns[table->key[k]].name;
+		const char *column = table->columns[table->keyless ? table->group : table->key[k]].name;
 
 		for (int c = 0; c < delta.ncols && (*keys)[k] == NULL; c++)
 			if (strcmp(delta.columns[c], column) == 0)
@@ -1832,14 +1842,15 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 				delta.arrays[c] = NULL;
 			}
 		if ((*keys)[k] == NULL)
-			why = "the stream's key is not the key verify compares by";
+			why = table->keyless ? "it has no key, and the stream's group column is not the one verify compares by"
+				: "the stream's key is not the key verify compares by";
 	}
 
 done:
 	touched_delta_free(&delta);
 	if (why != NULL)
 	{
-		for (int k = 0; *keys != NULL && k < table->nkeys; k++)
+		for (int k = 0; *keys != NULL && k < ncols; k++)
 			free((*keys)[k]);
 		free(*keys);
 		*keys = NULL;
@@ -1896,7 +1907,7 @@ verify_describe_touched(VerifyPrepared *prepared, TouchedKeys *touched, char *bu
 		else if (full_used < sizeof(full))
 			full_used += (size_t) snprintf(full + full_used, sizeof(full) - full_used, "%s%s (%s)",
 										   full_used > 0 ? "; " : "", table->display, why);
-		for (int k = 0; keys != NULL && k < table->nkeys; k++)
+		for (int k = 0; keys != NULL && k < parity_touched_ncols(table); k++)
 			free(keys[k]);
 		free(keys);
 		parity_table_reset_result(table);
@@ -2051,7 +2062,7 @@ cleanup:
 	ctx->compare_seconds += verify_seconds_since(&started);
 	for (int i = 0; keys != NULL && i < nkeyed; i++)
 	{
-		for (int k = 0; k < by_keys[i]->nkeys; k++)
+		for (int k = 0; k < parity_touched_ncols(by_keys[i]); k++)
 			free(keys[i][k]);
 		free(keys[i]);
 	}

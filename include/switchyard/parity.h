@@ -132,6 +132,12 @@ typedef struct ParityTable
 	int *key;                  /* indexes into columns, in key order; nkeys 0 = keyless */
 	int nkeys;
 	bool keyless;              /* compared as a multiset of rows */
+	/*
+	 * A keyless table's group column (index into columns): NOT NULL and leading an index on
+	 * the target, so the rows of some of its values can be compared without a full scan.
+	 */
+	bool grouped;
+	int group;
 	bool comparable;           /* false: missing on one side, or the key cannot be compared */
 	char **schema_issues;
 	int nschema_issues;
@@ -204,9 +210,13 @@ char *parity_fingerprint_sql(const ParityTable *table, bool lower, bool upper);
 char *parity_pages_fingerprint_sql(const ParityTable *table, bool lower, bool upper);
 /*
  * The fingerprint of just the rows whose keys are given: $1..$nkeys are text[] arrays of
- * the key columns' values (in key order, text form), one element per row. Caller frees.
+ * the key columns' values (in key order, text form), one element per row. Of a grouped
+ * keyless table: the multiset fingerprint of the rows whose group column is in $1. Caller
+ * frees.
  */
 char *parity_keys_fingerprint_sql(const ParityTable *table);
+/* How many text[] arrays parity_keys_fingerprint_sql takes: 0 when it cannot be used. */
+int parity_touched_ncols(const ParityTable *table);
 /* The drill-down stream: key columns (text), row hash, ordered for the merge. Caller frees. */
 char *parity_stream_sql(const ParityTable *table, bool lower, bool upper);
 /* One row by key: every column as text. Caller frees. */

@@ -135,8 +135,14 @@ is() {
 }
 
 # like GOT ERE DESC: GOT matches the extended regular expression (grep -E, case-insensitive).
+# grep -q stops reading at its first match: under pipefail the writer's SIGPIPE (bash
+# writes printf's output line by line) would then fail a pipeline whose grep matched.
+grep_q() {
+	grep "$@" >/dev/null
+}
+
 like() {
-	if printf '%s\n' "$1" | grep -qiE -- "$2"; then
+	if printf '%s\n' "$1" | grep_q -iE -- "$2"; then
 		pass "$3"
 	else
 		fail "$3"
@@ -147,7 +153,7 @@ like() {
 }
 
 unlike() {
-	if printf '%s\n' "$1" | grep -qiE -- "$2"; then
+	if printf '%s\n' "$1" | grep_q -iE -- "$2"; then
 		fail "$3"
 		diag "got:      '$(printf '%s' "$1" | head -c 2000)'"
 		diag "expected not to match: /$2/"
@@ -903,7 +909,7 @@ workload_wait() {
 	rc=$?
 	grep -E '^(number of (transactions actually processed|failed transactions)|tps)' "$log" |
 		sed 's/^/# /'
-	if [ "$rc" -ne 0 ] || grep -q 'aborted' "$log"; then
+	if [ "$rc" -ne 0 ] || grep_q 'aborted' "$log"; then
 		echo "# pgbench exited $rc"
 		grep -iE 'error|abort|fatal' "$log" | head -n 10 | cut -c1-300 | sed 's/^/#   /'
 		return 1

@@ -196,7 +196,7 @@ leaks() {
 	local pw found=0
 	for pw in "$SRC_PW" "$DST_PW"; do
 		if grep -qF -- "$pw" "$AGENT_LOG"; then echo "# password in the agent log"; found=1; fi
-		if printf '%s\n%s\n' "$status_json" "$status_text" | grep -qF -- "$pw"; then
+		if printf '%s\n%s\n' "$status_json" "$status_text" | grep_q -F -- "$pw"; then
 			echo "# password in the status output"; found=1
 		fi
 		if grep -rqaF -- "$pw" "$AGENT_STATE" 2>/dev/null; then

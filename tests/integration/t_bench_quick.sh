@@ -20,14 +20,14 @@ section() {
 }
 # a table row of CONTENDER with at least one figure in it
 has_row() {
-	section "$1" | grep -qE "^\| $2 \|.*[0-9]" || { echo "# section $1 has no row for $2:"; section "$1" | sed 's/^/#   /' | head -30; return 1; }
+	section "$1" | grep_q -E "^\| $2 \|.*[0-9]" || { echo "# section $1 has no row for $2:"; section "$1" | sed 's/^/#   /' | head -30; return 1; }
 }
 
 ok "1. apply catch-up: switchyard and native rows" eval 'has_row 1 switchyard && has_row 1 native'
 ok "2. steady lag: switchyard and native rows" eval 'has_row 2 switchyard && has_row 2 native'
 ok "3. initial copy: every contender has a row" eval '
 	for c in switchyard raw dump_psql native dump_restore; do has_row 3 "$c" || exit 1; done'
-if "$SWITCHYARD" verify --help 2>&1 | grep -qi 'not available'; then
+if "$SWITCHYARD" verify --help 2>&1 | grep_q -i 'not available'; then
 	like "$(section 4)" 'not measured: command not available yet' "4. verify: reported as not measured"
 else
 	ok "4. verify: every contender has a row" eval '
@@ -40,7 +40,7 @@ cutover_failed() {
 ok "5. cutover: switchyard cutover and the scripted runbook, zero failed client transactions" eval '
 	has_row 5 "switchyard cutover" && has_row 5 "scripted runbook" &&
 	[ "$(cutover_failed "switchyard cutover")" = 0 ] && [ "$(cutover_failed "scripted runbook")" = 0 ] &&
-	section 5 | grep -q "^Target worst client latency < 100 ms" ||
+	section 5 | grep_q "^Target worst client latency < 100 ms" ||
 	{ section 5 | sed "s/^/#   /" | head -40; false; }'
 ok "6. memory: peak RSS rows" eval 'has_row 6 "[0-9,]+-row transaction, streamed" && has_row 6 "backlog: .*"'
 ok "the machine description is there" eval 'grep -q "^- CPU: " "$bench_out" && grep -q "fsync = on" "$bench_out"'

@@ -25,7 +25,7 @@ cli_error() {
 	lines=$(printf '%s\n' "$out" | grep -c .)
 	first=$(printf '%s\n' "$out" | grep . | head -n 1)
 	if [ "$rc" -eq "$want" ] && [ "$lines" -ge 1 ] && [ "$lines" -le 2 ] &&
-		printf '%s\n' "$first" | grep -qiE -- "$re"; then
+		printf '%s\n' "$first" | grep_q -iE -- "$re"; then
 		pass "$desc (exit $want)"
 		diag "$first"
 	else
@@ -56,7 +56,7 @@ cli_error "the dashboard off loopback without a token" 2 'not a loopback address
 cli_error "a malformed --source connection string, with libpq's reason" 2 \
 	'invalid connection string for "--source": missing "=" after "port"' \
 	run --source "host=x password=Not-Shown-7f port" --target y --state-dir "$SY_BASE/st-malformed"
-ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep -qF -- Not-Shown-7f'
+ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep_q -F -- Not-Shown-7f'
 ok "... and no state directory is created" test ! -e "$SY_BASE/st-malformed"
 cli_error "a malformed --target connection string" 2 'invalid connection string for "--target": unterminated quoted string' \
 	run --source x --target "host='y" --state-dir "$SY_BASE/st-malformed-target"
@@ -111,10 +111,10 @@ cli_error "an unreachable target names it" 4 "could not connect to the target.*$
 ok "... and leaves no state directory behind" test ! -e "$SY_BASE/st-dst-down"
 cli_error "a wrong source password" 3 'source.*password authentication failed for user "sy_admin"' \
 	run --source "$SRC_TCP-wrong" --target "$DST_TCP" --state-dir "$SY_BASE/st-src-pw" --no-copy
-ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep -qF -- "$SRC_PW"'
+ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep_q -F -- "$SRC_PW"'
 cli_error "a wrong target password" 4 'target.*password authentication failed for user "sy_admin"' \
 	run --source "$SRC_TCP" --target "$DST_TCP-wrong" --state-dir "$SY_BASE/st-dst-pw" --no-copy
-ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep -qF -- "$DST_PW"'
+ok "... and the password is not in the output" eval '! printf "%s" "$LAST_OUT" | grep_q -F -- "$DST_PW"'
 
 # ---- no agent, no state ------------------------------------------------------------------------------
 NOSTATE=$SY_BASE/no-such-state

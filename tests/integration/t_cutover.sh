@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 240
 
-plan 22
+plan 23
 
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 
@@ -24,7 +24,7 @@ cutover() {
 }
 pointing_at_source() {
 	grep -q "host=$SRC_HOST port=$SRC_PORT" "$PGB_INI" &&
-		"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" | grep -q "^chat|$SRC_HOST|$SRC_PORT|"
+		"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" | grep_q "^chat|$SRC_HOST|$SRC_PORT|"
 }
 
 # Bad input: the preflight refuses with the reason and changes nothing.
@@ -77,7 +77,11 @@ sleep 5
 before_switch=$(psql_on SRC "select sum(n) from counters")
 cout=$(cutover 2>&1); crc=$?
 is "$crc" 0 "switchyard cutover switches (exit 0)" || diag "$cout"
-diag "$(printf '%s\n' "$cout" | grep -E ' ms$|fence LSN|rows verified|sequences set' | tr -s ' ' | tr '\n' ';')"
+diag "$(printf '%s\n' "$cout" | grep -E ' ms$|fence LSN|rows verified|sequences set|clients served' | tr -s ' ' | tr '\n' ';')"
+ok "... and says how soon after RESUME PgBouncer served every held client from the target" eval \
+	'printf "%s\n" "$cout" | grep_q -E "clients served [0-9.]+ ms after RESUME" &&
+	 python3 -c "import json, sys; v = json.load(open(sys.argv[1]))[\"clients_served_ms\"]; sys.exit(not 0 <= v < 3000)" \
+		"$AGENT_STATE/cutover-report.json"' || diag "$cout"
 ok "PgBouncer now points at the target" eval '"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" |
 	grep -q "^chat|$DST_HOST|$DST_PORT|"'
 ok "the chat workload through PgBouncer had zero failed transactions" workload_wait "$WORKLOAD_PID" pgbench.cutover

@@ -54,7 +54,7 @@ log_mark() {
 	LOG_MARK=$(wc -l <"$AGENT_LOG")
 }
 log_has() {
-	tail -n +"$((LOG_MARK + 1))" "$AGENT_LOG" | grep -q -- "$1"
+	tail -n +"$((LOG_MARK + 1))" "$AGENT_LOG" | grep_q -- "$1"
 }
 
 cutover() {

@@ -5,9 +5,10 @@
 # after a restart of the agent (touched keys unknown) the tables are compared in full before
 # the fence; with a fresh verify the cutover switches, having compared only touched rows. Data
 # is then compared by ordered COPY of both sides.
-# The keyless table (webhook_events) has no rows to name: the final parity skips it when the
-# stream did not write it since its baseline, and compares it in full when it did, so a row
-# changed on the target behind the agent's back then aborts the cutover.
+# The keyless table (webhook_events) has no rows to name, but a NOT NULL column that leads an
+# index (inquiry_id): the final parity skips it when the stream did not write it since its
+# baseline, and compares the groups of rows whose inquiry_id the stream touched when it did,
+# so a row of such a group changed on the target behind the agent's back aborts the cutover.
 . "$(dirname "$0")/lib.sh"
 harness_init 300
 
@@ -68,7 +69,7 @@ ok "after a restart the final parity compares in full (and the forced failure af
 	'[ "$crc" = 6 ] && grep -q "compares public.messages in full: the last clean verify is older than this run" "$AGENT_LOG"' ||
 	diag "$cout"
 ok "... webhook_events too, before the fence: it has no key and the verify is older than this run" eval \
-	'log_since | grep -q "parity before the fence compares public.webhook_events in full: it has no key, and the last clean verify is older than this run"'
+	'log_since | grep_q "parity before the fence compares public.webhook_events in full: it has no key, and the last clean verify is older than this run"'
 # nothing wrote to the source since: the pass before the fence is the keyless table's baseline
 like "$(log_since | grep 'final parity skips public.webhook_events')" \
 	'final parity skips public.webhook_events: not written since the baseline at LSN [0-9A-F]+/[0-9A-F]+' \
@@ -76,25 +77,26 @@ like "$(log_since | grep 'final parity skips public.webhook_events')" \
 like "$(table_result public.webhook_events)" '^equal none: not written since the baseline; 0 0 0$' \
 	"... and the report says it was not compared, with nothing read from either side"
 ok "... the log counts it apart from the tables compared by keys and in full" eval \
-	'log_since | grep -q "final parity: equal, .* (10 by the keys touched since their last verify, 1 not written since, 0 in full)"'
+	'log_since | grep_q "final parity: equal, .* (10 by the keys touched since their last verify, 1 not written since, 0 in full)"'
 cout=$(cutover --dry-run 2>&1)
 like "$cout" 'compares 10 of 11 tables by the 0 keys the stream touched.*, skips 1 that has nothing to compare: public\.webhook_events \(not written since the baseline at LSN [0-9A-F]+/[0-9A-F]+\)' \
 	"--dry-run names the keyless table it will skip and why" || diag "$cout"
 
-# Written after the pass before the fence (the cutover stalled at its fence meanwhile): the
-# keyless table is compared in full inside the fence, and a row changed on the target behind
-# the agent's back is found and aborts the cutover.
+# Written after the pass before the fence (the cutover stalled at its fence meanwhile): inside
+# the fence the keyless table's touched group is compared, and a row of that group changed on
+# the target behind the agent's back is found and aborts the cutover.
 log_mark
 (SWITCHYARD_CUTOVER_STALL_AT=fence:8 cutover --max-pause 60000 >"$SY_BASE/cutover.out" 2>&1; echo $? >"$SY_BASE/cutover.rc") &
-ok "a cutover stalls at its fence" wait_for 60 "the stall" eval 'log_since | grep -q "stalled at fence"'
-psql_on SRC "insert into webhook_events (inquiry_id, kind, payload) values (1, 'written at the fence', '{\"late\": true}')" >/dev/null
+ok "a cutover stalls at its fence" wait_for 60 "the stall" eval 'log_since | grep_q "stalled at fence"'
+group=$(psql_on DST "select inquiry_id from webhook_events where ctid = (select min(ctid) from webhook_events)")
+psql_on SRC "insert into webhook_events (inquiry_id, kind, payload) values ($group, 'written at the fence', '{\"late\": true}')" >/dev/null
 psql_on DST "set session_replication_role = replica; update webhook_events set kind = 'tampered'
 	where ctid = (select min(ctid) from webhook_events where kind <> 'written at the fence')" >/dev/null
 wait_for 60 "the cutover" test -s "$SY_BASE/cutover.rc" >/dev/null
-is "$(cat "$SY_BASE/cutover.rc")" 6 "a tampered row in a keyless table written since the baseline aborts the cutover (exit 6)" ||
+is "$(cat "$SY_BASE/cutover.rc")" 6 "a tampered row in a keyless table's group written since the baseline aborts the cutover (exit 6)" ||
 	diag "$(cat "$SY_BASE/cutover.out")"
-ok "... compared in full inside the fence because the stream wrote it" eval \
-	'log_since | grep -q "final parity compares public.webhook_events in full: it has no key, and the stream wrote it since its last clean verify"'
+ok "... found by the touched group inside the fence, then compared in full to name the rows" eval \
+	'log_since | grep_q "the rows of public.webhook_events touched since its last verify differ: comparing it in full to name them"'
 like "$(table_result public.webhook_events)" '^different all rows; [0-9]+ [0-9]+ 2$' \
 	"... the report names the table: all rows compared, one copy missing and one extra" ||
 	diag "$(table_result public.webhook_events)"
@@ -108,16 +110,16 @@ ok "a fresh verify under load" eval 'chat_workload_start SRC 6 && sleep 2 && ver
 catch_up SRC 60 >/dev/null
 total=$(psql_on SRC "select count(*) from messages")
 cout=$(cutover --dry-run 2>&1)
-like "$cout" 'compares 10 of 11 tables by the [0-9]+ keys the stream touched.*webhook_events \(it has no key, and the stream wrote it since its last clean verify\)' \
-	"--dry-run says which tables the final parity compares by touched keys, and why the others in full"
+like "$cout" 'compares 11 of 11 tables by the [0-9]+ keys the stream touched since their last clean verify' \
+	"--dry-run says the final parity compares every table by touched keys, the keyless one by its groups" || diag "$cout"
 log_mark
 cout=$(cutover 2>&1); crc=$?
 is "$crc" 0 "the cutover switches (exit 0)" || diag "$cout"
 read -r mode touched rows <<<"$(rows_by public.messages | sed 's/touched keys/touched_keys/')"
 ok "inside the fence messages was compared by its touched keys: $touched keys, $rows rows of $total" eval \
 	'[ "$mode" = touched_keys ] && [ "$rows" -le "$touched" ] && [ "$rows" -lt "$total" ]'
-ok "... after the rows touched until then were compared before the fence, the keyless table in full" eval \
-	'log_since | grep -q "parity before the fence: equal, .* (10 by the keys touched since their last verify, 0 not written since, 1 in full)"'
+ok "... after the rows touched until then were compared before the fence, the keyless table's by its groups" eval \
+	'log_since | grep_q "parity before the fence: equal, .* (11 by the keys touched since their last verify, 0 not written since, 0 in full)"'
 like "$(rows_by public.webhook_events)" '^none: not written since the baseline' \
 	"... which made it the baseline: not written since, the final parity skipped it" || diag "$(rows_by public.webhook_events)"
 diag "$(grep 'final parity:' "$AGENT_LOG" | tail -n 1)"

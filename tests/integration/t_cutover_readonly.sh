@@ -79,7 +79,7 @@ log_mark() {
 	LOG_MARK=$(wc -l <"$AGENT_LOG")
 }
 log_has() {
-	tail -n +"$((LOG_MARK + 1))" "$AGENT_LOG" | grep -q -- "$1"
+	tail -n +"$((LOG_MARK + 1))" "$AGENT_LOG" | grep_q -- "$1"
 }
 cutover() {
 	timeout 180 "$SWITCHYARD" cutover --state-dir "$AGENT_STATE" --fence read-only --yes "$@"

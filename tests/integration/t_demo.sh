@@ -24,7 +24,7 @@ like "$(cat "$OUT")" 'The application saw no failed transaction' \
 leftovers() {
 	local f
 	for f in /proc/[0-9]*/cmdline; do
-		tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$1" && echo "# still running: ${f%/cmdline}"
+		tr '\0' ' ' <"$f" 2>/dev/null | grep_q -F -- "$1" && echo "# still running: ${f%/cmdline}"
 	done
 	return 0
 }

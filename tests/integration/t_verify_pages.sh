@@ -57,7 +57,7 @@ differences() {
 run_verify
 is "$VRC/$(json_get "$VOUT" result)" "0/equal" "the equal table is equal (exit 0)" || diag "$VERR"
 like "$VERR" 'table public\.pages: a physical pass in 10 chunks' "it was read in 10 chunks of pages"
-unlike_narrowed() { ! printf '%s' "$VERR" | grep -q 'narrowing it down'; }
+unlike_narrowed() { ! printf '%s' "$VERR" | grep_q 'narrowing it down'; }
 ok "... and not compared again by key ranges" unlike_narrowed
 is "$(table_fields)" "20000 20000 10 0" "every row counted once on each side, 10 leaves, none differing"
 

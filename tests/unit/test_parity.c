@@ -355,6 +355,29 @@ test_keyless_tables_are_multisets(void **state)
 }
 
 static void
+test_grouped_keyless_table_fingerprints_the_touched_groups(void **state)
+{
+	ParityTable *table = keyless_table();
+	char *sql;
+
+	/* without a group column the touched rows cannot be picked out */
+	assert_int_equal(parity_touched_ncols(table), 0);
+	assert_null(parity_keys_fingerprint_sql(table));
+	table->grouped = true;
+	table->group = 0;
+	assert_int_equal(parity_touched_ncols(table), 1);
+	sql = parity_keys_fingerprint_sql(table);
+	/* the same multiset fingerprint as the whole table's, of the rows in the touched groups */
+	assert_string_equal(sql,
+						"SELECT count(*), coalesce(bit_xor(h), 0), coalesce(sum(h & 2147483647), 0) FROM "
+						"(SELECT hash_record_extended(ROW(\"inquiry_id\", \"payload\"::text), 0) AS h "
+						"FROM ONLY \"public\".\"webhook_events\" WHERE (\"inquiry_id\") IN "
+						"(SELECT k.c1::bigint FROM unnest($1::text[]) AS k(c1)) OFFSET 0) s");
+	free(sql);
+	parity_table_free(table);
+}
+
+static void
 test_row_sql_reads_one_row_by_key(void **state)
 {
 	ParityTable *table = composite_table();
@@ -589,6 +612,7 @@ main(void)
 		cmocka_unit_test(test_keys_fingerprint_sql_reads_text_arrays_in_key_order),
 		cmocka_unit_test(test_stream_sql_orders_keys_the_way_the_merge_compares),
 		cmocka_unit_test(test_keyless_tables_are_multisets),
+		cmocka_unit_test(test_grouped_keyless_table_fingerprints_the_touched_groups),
 		cmocka_unit_test(test_row_sql_reads_one_row_by_key),
 		cmocka_unit_test(test_merge_finds_missing_extra_and_changed_rows),
 		cmocka_unit_test(test_merge_of_equal_streams_finds_nothing),
