@@ -33,9 +33,9 @@ else
 	ok "4. verify: every contender has a row" eval '
 		for c in switchyard md5 hashtext copy; do has_row 4 "$c" || exit 1; done'
 fi
-# the failed-transactions column (the 10th) of a row of section 5
+# the failed-transactions column (the 11th) of a row of section 5
 cutover_failed() {
-	section 5 | awk -F'|' -v c=" $1 " '$2 == c { gsub(/ /, "", $10); print $10 }'
+	section 5 | awk -F'|' -v c=" $1 " '$2 == c { gsub(/ /, "", $11); print $11 }'
 }
 ok "5. cutover: switchyard cutover and the scripted runbook, zero failed client transactions" eval '
 	has_row 5 "switchyard cutover" && has_row 5 "scripted runbook" &&
