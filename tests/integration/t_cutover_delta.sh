@@ -12,7 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 300
 
-plan 30
+plan 34
 
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 agent_start_chat
@@ -103,6 +103,27 @@ like "$(table_result public.webhook_events)" '^different all rows; [0-9]+ [0-9]+
 like "$(cat "$SY_BASE/cutover.out")" 'final parity found differences' "... the cutover says so"
 is "$(psql_on DST "select count(*) from webhook_events where kind = 'written at the fence'")" 1 \
 	"... the row written at the fence had reached the target"
+ok "verify --repair makes the target equal again" eval 'verify --repair >/dev/null'
+
+# A row moved from one group to another after the pass before the fence: the group it left is
+# compared too, so a row of that group changed on the target behind the agent's back is found.
+log_mark
+rm -f "$SY_BASE/cutover.rc"
+(SWITCHYARD_CUTOVER_STALL_AT=fence:8 cutover --max-pause 60000 >"$SY_BASE/cutover.out" 2>&1; echo $? >"$SY_BASE/cutover.rc") &
+ok "a cutover stalls at its fence again" wait_for 60 "the stall" eval 'log_since | grep_q "stalled at fence"'
+left=$(psql_on DST "select inquiry_id from webhook_events group by inquiry_id having count(*) >= 2 order by inquiry_id limit 1")
+joined=$(psql_on DST "select max(inquiry_id) from webhook_events")
+psql_on SRC "update webhook_events set inquiry_id = $joined
+	where ctid = (select min(ctid) from webhook_events where inquiry_id = $left)" >/dev/null
+# the move applied first: the row tampered with below is one that stayed
+catch_up SRC 30 >/dev/null
+psql_on DST "set session_replication_role = replica; update webhook_events set kind = 'tampered'
+	where ctid = (select max(ctid) from webhook_events where inquiry_id = $left)" >/dev/null
+wait_for 60 "the cutover" test -s "$SY_BASE/cutover.rc" >/dev/null
+is "$(cat "$SY_BASE/cutover.rc")" 6 "a tampered row in the group a moved row left aborts the cutover (exit 6)" ||
+	diag "$(cat "$SY_BASE/cutover.out")"
+ok "... found by the touched groups inside the fence" eval \
+	'log_since | grep_q "the rows of public.webhook_events touched since its last verify differ"'
 ok "verify --repair makes the target equal again" eval 'verify --repair >/dev/null'
 
 # A verify in this process, more writes, then the real cutover: only touched rows compared.
