@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -289,8 +290,9 @@ cutover_stall(Cutover *cutover, const char *point)
 
 /*
  * Another (SWITCHYARD_CUTOVER_FAIL_AT=POINT[,POINT...]): a failure is forced at each point
- * listed. Points are the step names, reloaded (see above) and rollback-reload: the rollback's
- * RELOAD of the restored ini counts as failed, PgBouncer is not asked.
+ * listed. Points are the step names, reloaded (see above), rollback-reload: the rollback's
+ * RELOAD of the restored ini counts as failed, PgBouncer is not asked, and
+ * rollback-session-lost: the session to PgBouncer's console breaks just before that RELOAD.
  */
 static bool
 cutover_fail_listed(const Cutover *cutover, const char *point)
@@ -1346,21 +1348,30 @@ cutover_undone(Cutover *cutover, const char *fmt, ...)
  * itself (or a PAUSE still waiting on it): then on a fresh one. False with why filled in.
  */
 static bool
-cutover_rollback_bouncer(Cutover *cutover, const char *sql, char *why, size_t whylen)
+cutover_rollback_bouncer(Cutover *cutover, const char *sql, bool idempotent, char *why, size_t whylen)
 {
 	PGconn *bouncer = cutover->bouncer;
+	PGconn *fresh = NULL;
 	PGresult *res;
 	bool ok;
 
 	if (bouncer == NULL || PQstatus(bouncer) != CONNECTION_OK || PQisBusy(bouncer))
-		bouncer = cutover_bouncer_connect(cutover->pgbouncer);
+		bouncer = fresh = cutover_bouncer_connect(cutover->pgbouncer);
 	res = bouncer != NULL ? PQexec(bouncer, sql) : NULL;
 	ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	if (!ok && idempotent && fresh == NULL && bouncer != NULL && PQstatus(bouncer) != CONNECTION_OK)
+	{
+		/* the session broke under the command (PgBouncer restarted, a network cut): a new one */
+		log_warning("cutover: the session to PgBouncer's console broke during %s: trying again on a new one", sql);
+		PQclear(res);
+		bouncer = fresh = cutover_bouncer_connect(cutover->pgbouncer);
+		res = bouncer != NULL ? PQexec(bouncer, sql) : NULL;
+		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	}
 	if (!ok)
 		snprintf(why, whylen, "%s", res != NULL ? conninfo_result_error(res) : "no connection");
 	PQclear(res);
-	if (bouncer != cutover->bouncer && bouncer != NULL)
-		PQfinish(bouncer);
+	PQfinish(fresh);
 	return ok;
 }
 
@@ -1393,8 +1404,11 @@ cutover_rollback(Cutover *cutover)
 		{
 			char why[512] = "failure forced at rollback-reload (SWITCHYARD_CUTOVER_FAIL_AT)";
 
+			/* a test's stand-in for a session that dies unseen: its socket shut under libpq */
+			if (cutover->bouncer != NULL && cutover_fail_listed(cutover, "rollback-session-lost"))
+				shutdown(PQsocket(cutover->bouncer), SHUT_RDWR);
 			if (!cutover_fail_listed(cutover, "rollback-reload") &&
-				cutover_rollback_bouncer(cutover, "RELOAD", why, sizeof(why)))
+				cutover_rollback_bouncer(cutover, "RELOAD", true, why, sizeof(why)))
 				cutover->ini_rewritten = false;
 			else
 			{
@@ -1455,7 +1469,7 @@ cutover_rollback(Cutover *cutover)
 		char why[512];
 
 		snprintf(sql, sizeof(sql), "RESUME %s", cutover->pgbouncer_db);
-		if (cutover_rollback_bouncer(cutover, sql, why, sizeof(why)))
+		if (cutover_rollback_bouncer(cutover, sql, false, why, sizeof(why)))
 			cutover->paused = false;
 		else
 		{

@@ -4,6 +4,8 @@
 # seen pointing at the target (SWITCHYARD_CUTOVER_FAIL_AT=reloaded).
 #   (1) RELOAD of the restored ini works: PgBouncer resumes on the source, the file is the
 #       original, the guard is back.
+#   (1b) the session to PgBouncer's console breaks just before that RELOAD
+#       (rollback-session-lost): the RELOAD is tried again on a new session, as in (1).
 #   (2) RELOAD fails as well (rollback-reload): PgBouncer stays paused (it still points at
 #       the target), the command says so and what to do; a client through PgBouncer waits.
 #       The DBA's RELOAD and RESUME by hand send that client, and the next, to the source;
@@ -13,7 +15,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 150
 
-plan 37
+plan 42
 
 command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
 
@@ -80,6 +82,16 @@ is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
 	"(1) a client through PgBouncer reaches the source"
 ok "(1) the guard is back: chatapp cannot connect to the target" app_kept_off DST
 ok "(1) nothing is left to undo: no progress record" eval '[ ! -e "$AGENT_STATE/cutover.json" ]'
+
+# ---- (1b) the session to PgBouncer's console breaks before the rollback's RELOAD ------------------
+cout=$(SWITCHYARD_CUTOVER_FAIL_AT=reloaded,rollback-session-lost cutover 2>&1); crc=$?
+is "$crc" 6 "(1b) the cutover aborts (exit 6)" || diag "$cout"
+unlike "$cout" 'incomplete' "(1b) ... and the rollback is complete" || diag "$cout"
+ok "(1b) the RELOAD was tried again on a new session" \
+	grep_q "the session to PgBouncer's console broke during RELOAD: trying again on a new one" "$AGENT_LOG"
+ok "(1b) PgBouncer is resumed on the source, its file the original" eval 'bouncer_at "$SRC_PORT" 0 && ini_is_original'
+is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
+	"(1b) a client through PgBouncer reaches the source"
 
 # ---- (2) the rollback's RELOAD fails too -------------------------------------------------------
 cout=$(SWITCHYARD_CUTOVER_FAIL_AT=reloaded,rollback-reload cutover 2>&1); crc=$?
