@@ -1803,7 +1803,9 @@ apply_note_key(Applier *a, const ApplyRelation *rel, const TupleData *tuple)
 
 		if (grouped ? i != rel->group_column : !rel->columns[i].is_key)
 			continue;
-		if (n == APPLY_MAX_KEY_COLUMNS || v->kind == TUPLE_VALUE_UNCHANGED_TOAST || v->kind == TUPLE_VALUE_BINARY)
+		/* a NULL group would match no row in the parity's IN list: the group is not known */
+		if (n == APPLY_MAX_KEY_COLUMNS || v->kind == TUPLE_VALUE_UNCHANGED_TOAST || v->kind == TUPLE_VALUE_BINARY ||
+			(grouped && v->kind == TUPLE_VALUE_NULL))
 		{
 			touched_lose(a->options.touched, rel->nspname, rel->relname);
 			return;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,7 +63,9 @@ typedef struct CutoverSequences
 #define CUTOVER_GUARD_SETTLE_MS 5000
 /* After RESUME: how long to watch PgBouncer serve the held clients, and how often to look. */
 #define CUTOVER_CLIENTS_WAIT_MS 3000
-#define CUTOVER_CLIENTS_POLL_US 2000
+#define CUTOVER_CLIENTS_POLL_US 10000
+/* How long one of those looks may take before the watch gives up. */
+#define CUTOVER_CONSOLE_WAIT_MS 1000
 
 struct Cutover
 {
@@ -103,7 +106,8 @@ struct Cutover
 	double fence_started_ms;
 	double pause_ms;
 	double resumed_ms;            /* when PgBouncer took RESUME (cutover_now_ms), 0 before */
-	double clients_served_ms;     /* from RESUME until no client waited for the target; -1 unknown */
+	double clients_served_ms;     /* from RESUME until no client waited for the target, if seen */
+	int clients_waiting;          /* still waiting when the watch gave up, if it did */
 	Lsn fence_lsn;
 	uint64_t rows_verified;
 	int sequences_set;
@@ -382,33 +386,58 @@ cutover_bouncer_command(Cutover *cutover, const char *verb, const char *db)
 	return ok;
 }
 
-/* Where PgBouncer sends database db now: host, port, dbname from SHOW DATABASES. */
-static bool
-cutover_bouncer_target(Cutover *cutover, char *host, size_t hostlen, char *port, size_t portlen,
-					   char *dbname, size_t dblen)
+/*
+ * Where PgBouncer sends database db now: host, port, dbname from SHOW DATABASES. 1 found,
+ * 0 no such database, -1 the command failed (*res_error then holds why).
+ */
+static int
+cutover_bouncer_location(PGconn *bouncer, const char *db, char *host, size_t hostlen, char *port, size_t portlen,
+						 char *dbname, size_t dblen, char *res_error, size_t errlen)
 {
-	PGresult *res = PQexec(cutover->bouncer, "SHOW DATABASES");
-	bool found = false;
+	PGresult *res = PQexec(bouncer, "SHOW DATABASES");
+	int found = 0;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
-		cutover_fail(cutover, "PgBouncer SHOW DATABASES failed: %s", conninfo_result_error(res));
+		snprintf(res_error, errlen, "%s", conninfo_result_error(res));
 		PQclear(res);
-		return false;
+		return -1;
 	}
 	for (int i = 0; i < PQntuples(res) && !found; i++)
 	{
-		if (strcmp(PQgetvalue(res, i, PQfnumber(res, "name")), cutover->pgbouncer_db) != 0)
+		if (strcmp(PQgetvalue(res, i, PQfnumber(res, "name")), db) != 0)
 			continue;
 		snprintf(host, hostlen, "%s", PQgetvalue(res, i, PQfnumber(res, "host")));
 		snprintf(port, portlen, "%s", PQgetvalue(res, i, PQfnumber(res, "port")));
 		snprintf(dbname, dblen, "%s", PQgetvalue(res, i, PQfnumber(res, "database")));
-		found = true;
+		found = 1;
 	}
 	PQclear(res);
-	if (!found)
-		cutover_fail(cutover, "PgBouncer has no database \"%s\"", cutover->pgbouncer_db);
 	return found;
+}
+
+static bool
+cutover_bouncer_target(Cutover *cutover, char *host, size_t hostlen, char *port, size_t portlen,
+					   char *dbname, size_t dblen)
+{
+	char why[512] = "";
+	int found = cutover_bouncer_location(cutover->bouncer, cutover->pgbouncer_db, host, hostlen, port, portlen,
+										 dbname, dblen, why, sizeof(why));
+
+	if (found < 0)
+		cutover_fail(cutover, "PgBouncer SHOW DATABASES failed: %s", why);
+	else if (found == 0)
+		cutover_fail(cutover, "PgBouncer has no database \"%s\"", cutover->pgbouncer_db);
+	return found > 0;
+}
+
+/* PgBouncer's host, port, dbname are the connection string's (where it names them). */
+static bool
+cutover_same_place(const char *host, const char *port, const char *db, const char *pb_host, const char *pb_port,
+				   const char *pb_db)
+{
+	return (!db[0] || strcmp(db, pb_db) == 0) && (!port[0] || strcmp(port, pb_port) == 0) &&
+		(!host[0] || strcmp(host, pb_host) == 0);
 }
 
 /* host, port and dbname of a libpq connection string ("" when it leaves them out). */
@@ -831,8 +860,7 @@ cutover_preflight(Cutover *cutover)
 		if (!cutover_conninfo_parts(cutover->source_conninfo, src_host, sizeof(src_host), src_port,
 									sizeof(src_port), src_db, sizeof(src_db)))
 			return false;
-		if ((src_db[0] && strcmp(src_db, pb_db) != 0) || (src_port[0] && strcmp(src_port, pb_port) != 0) ||
-			(src_host[0] && strcmp(src_host, pb_host) != 0))
+		if (!cutover_same_place(src_host, src_port, src_db, pb_host, pb_port, pb_db))
 		{
 			cutover_fail(cutover, "PgBouncer database \"%s\" points at host=%s port=%s dbname=%s, not at the source",
 						 cutover->pgbouncer_db, pb_host, pb_port, pb_db);
@@ -1259,56 +1287,104 @@ cleanup:
 	return ok;
 }
 
-/* The clients of the switched database waiting for a server (SHOW POOLS); -1 if unknown. */
-static int
-cutover_bouncer_waiting(Cutover *cutover)
+/* One query on PgBouncer's console, answered before deadline (cutover_now_ms); NULL if not. */
+static PGresult *
+cutover_bouncer_query_by(PGconn *conn, const char *sql, double deadline)
 {
-	PGresult *res = PQexec(cutover->bouncer, "SHOW POOLS");
-	int waiting = -1;
+	PGresult *res = NULL;
+	PGresult *next;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQfnumber(res, "database") >= 0 &&
-		PQfnumber(res, "cl_waiting") >= 0)
+	if (!PQsendQuery(conn, sql))
+		return NULL;
+	while (PQconsumeInput(conn) && PQisBusy(conn))
 	{
-		waiting = 0;
-		for (int i = 0; i < PQntuples(res); i++)
-			if (strcmp(PQgetvalue(res, i, PQfnumber(res, "database")), cutover->pgbouncer_db) == 0)
-				waiting += atoi(PQgetvalue(res, i, PQfnumber(res, "cl_waiting")));
+		struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+		double left = deadline - cutover_now_ms();
+
+		if (left <= 0)
+			return NULL;    /* the session keeps the query: it is only closed after this */
+		(void) poll(&pfd, 1, (int) left + 1);
 	}
-	PQclear(res);
-	return waiting;
+	while ((next = PQgetResult(conn)) != NULL)
+	{
+		if (res == NULL)
+			res = next;
+		else
+			PQclear(next);
+	}
+	return res;
+}
+
+/* Sums a SHOW POOLS column over the rows of the switched database (a missing column: 0). */
+static int
+cutover_pools_sum(const PGresult *res, const char *db, const char *column)
+{
+	int dbcol = PQfnumber(res, "database");
+	int col = PQfnumber(res, column);
+	int sum = 0;
+
+	for (int i = 0; dbcol >= 0 && col >= 0 && i < PQntuples(res); i++)
+		if (strcmp(PQgetvalue(res, i, dbcol), db) == 0)
+			sum += atoi(PQgetvalue(res, i, col));
+	return sum;
 }
 
 /*
  * After RESUME, PgBouncer logs in to the target for the held clients one connection at a
  * time (it never opens two at once for a pool): the clients' outage is the pause plus those
  * logins. Waits until no client waits any more, so that the agent's own teardown (reports,
- * fsyncs, closing its sessions) does not compete with them, and says how long it took; a
- * client still waiting after a few seconds usually means its role cannot log in there.
+ * fsyncs, closing its sessions) does not compete with them, and says how long it took. A
+ * client may wait longer when the pool is smaller than the clients' concurrency; with no
+ * server connection at all after a few seconds, the role likely cannot log in there.
  */
 static void
 cutover_watch_clients(Cutover *cutover)
 {
-	int waiting;
+	double deadline = cutover->resumed_ms + CUTOVER_CLIENTS_WAIT_MS;
+	int waiting = -1;
+	int servers = 0;
 
 	if (cutover->bouncer == NULL || cutover->resumed_ms == 0)
 		return;
-	while ((waiting = cutover_bouncer_waiting(cutover)) > 0 &&
-		   cutover_now_ms() - cutover->resumed_ms < CUTOVER_CLIENTS_WAIT_MS)
-		usleep(CUTOVER_CLIENTS_POLL_US);
-	if (waiting < 0)
-		return;
-	cutover->clients_served_ms = cutover_now_ms() - cutover->resumed_ms;
-	if (waiting > 0)
+	for (;;)
 	{
-		log_warning("cutover: %d client%s of database \"%s\" still wait%s for a connection to the target %.0f ms "
-					"after RESUME", waiting, waiting == 1 ? "" : "s", cutover->pgbouncer_db, waiting == 1 ? "s" : "",
-					cutover->clients_served_ms);
-		log_hint("see PgBouncer's log: can the application's role log in to the target database?");
-		cutover->clients_served_ms = -1;
+		PGresult *res = cutover_bouncer_query_by(cutover->bouncer, "SHOW POOLS",
+												  cutover_now_ms() + CUTOVER_CONSOLE_WAIT_MS);
+
+		if (PQresultStatus(res) != PGRES_TUPLES_OK || PQfnumber(res, "cl_waiting") < 0)
+		{
+			PQclear(res);
+			log_info("cutover: could not watch PgBouncer serve the held clients (SHOW POOLS)");
+			return;    /* unknown: the report leaves it out */
+		}
+		waiting = cutover_pools_sum(res, cutover->pgbouncer_db, "cl_waiting");
+		servers = cutover_pools_sum(res, cutover->pgbouncer_db, "sv_active") +
+			cutover_pools_sum(res, cutover->pgbouncer_db, "sv_idle") +
+			cutover_pools_sum(res, cutover->pgbouncer_db, "sv_used");
+		PQclear(res);
+		if (waiting == 0 || cutover_now_ms() >= deadline)
+			break;
+		usleep(CUTOVER_CLIENTS_POLL_US);
 	}
-	else
+	if (waiting == 0)
+	{
+		cutover->clients_served_ms = cutover_now_ms() - cutover->resumed_ms;
 		log_info("cutover: PgBouncer served every held client from the target %.1f ms after RESUME",
 				 cutover->clients_served_ms);
+		return;
+	}
+	cutover->clients_waiting = waiting;
+	if (servers > 0)
+		log_info("cutover: %d client%s of database \"%s\" still queue%s for one of its %d connections to the target "
+				 "%d ms after RESUME (a pool smaller than the clients' concurrency)", waiting, waiting == 1 ? "" : "s",
+				 cutover->pgbouncer_db, waiting == 1 ? "s" : "", servers, CUTOVER_CLIENTS_WAIT_MS);
+	else
+	{
+		log_warning("cutover: %d client%s of database \"%s\" still wait%s %d ms after RESUME, and PgBouncer has no "
+					"connection to the target", waiting, waiting == 1 ? "" : "s", cutover->pgbouncer_db,
+					waiting == 1 ? "s" : "", CUTOVER_CLIENTS_WAIT_MS);
+		log_hint("see PgBouncer's log: can the application's role log in to the target database?");
+	}
 }
 
 /*
@@ -1500,9 +1576,12 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 	if (cutover->undone[0])
 		json_object_object_add(root, "undone", json_object_new_string(cutover->undone));
 	json_object_object_add(root, "pause_ms", json_object_new_double(cutover->pause_ms));
-	if (cutover->resumed_ms != 0)
-		json_object_object_add(root, "clients_served_ms", cutover->clients_served_ms < 0 ? NULL
+	/* null: still waiting when the watch ended (clients_waiting says how many); absent: not seen */
+	if (cutover->clients_served_ms > 0 || cutover->clients_waiting > 0)
+		json_object_object_add(root, "clients_served_ms", cutover->clients_waiting > 0 ? NULL
 							   : json_object_new_double(cutover->clients_served_ms));
+	if (cutover->clients_waiting > 0)
+		json_object_object_add(root, "clients_waiting", json_object_new_int(cutover->clients_waiting));
 	json_object_object_add(root, "fence_lsn", json_object_new_string(lsn_format(cutover->fence_lsn, lsnbuf)));
 	json_object_object_add(root, "rows_verified", json_object_new_int64((int64_t) cutover->rows_verified));
 	json_object_object_add(root, "sequences_set", json_object_new_int(cutover->sequences_set));
@@ -1835,6 +1914,29 @@ cutover_recover_guard(const char *state_dir)
 	return ok;
 }
 
+/* The DBA put PgBouncer back by hand: it sends the record's database to the source again. */
+static bool
+cutover_recover_restored_by_hand(json_object *root, const char *source_conninfo)
+{
+	const char *conninfo = cutover_json_string(root, "pgbouncer");
+	const char *db = cutover_json_string(root, "pgbouncer_db");
+	char host[256], port[32], dbname[256], why[512];
+	char src_host[256], src_port[32], src_db[256];
+	PGconn *bouncer;
+	bool at_source;
+
+	if (conninfo == NULL || db == NULL || source_conninfo == NULL ||
+		!cutover_conninfo_parts(source_conninfo, src_host, sizeof(src_host), src_port, sizeof(src_port), src_db,
+								sizeof(src_db)) ||
+		(bouncer = cutover_bouncer_connect(conninfo)) == NULL)
+		return false;
+	at_source = cutover_bouncer_location(bouncer, db, host, sizeof(host), port, sizeof(port), dbname, sizeof(dbname),
+										 why, sizeof(why)) > 0 &&
+		cutover_same_place(src_host, src_port, src_db, host, port, dbname);
+	PQfinish(bouncer);
+	return at_source;
+}
+
 static bool
 cutover_recover_rollback(const char *state_dir, const char *source_conninfo, json_object *root)
 {
@@ -1849,7 +1951,15 @@ cutover_recover_rollback(const char *state_dir, const char *source_conninfo, jso
 		const char *backup = cutover_json_string(root, "ini_backup");
 		char *text = backup != NULL ? cutover_read_file(backup) : NULL;
 
-		if (ini == NULL || text == NULL || !fileio_replace_keeping_mode(ini, text, strlen(text)))
+		if (text == NULL && cutover_recover_restored_by_hand(root, source_conninfo))
+		{
+			/* no RELOAD: PgBouncer's file is as the DBA left it */
+			log_info("PgBouncer's configuration \"%s\" has no backup any more, but PgBouncer sends database \"%s\" "
+					 "to the source again: taken as restored by hand", ini != NULL ? ini : "?",
+					 cutover_json_string(root, "pgbouncer_db"));
+			rewritten = false;
+		}
+		else if (ini == NULL || text == NULL || !fileio_replace_keeping_mode(ini, text, strlen(text)))
 		{
 			log_error("could not restore PgBouncer's configuration \"%s\" from \"%s\"", ini != NULL ? ini : "?",
 					  backup != NULL ? backup : "(no backup)");

@@ -108,7 +108,13 @@ cutover_print_report(const CliOptions *options)
 		if (value != NULL)
 			printf("  clients served %.1f ms after RESUME\n", json_object_get_double(value));
 		else
-			printf("  clients served not within 3 s of RESUME: see PgBouncer's log\n");
+		{
+			json_object *waiting = NULL;
+
+			json_object_object_get_ex(report, "clients_waiting", &waiting);
+			printf("  clients served %d still waited 3 s after RESUME: see the agent's log\n",
+				   waiting != NULL ? json_object_get_int(waiting) : 0);
+		}
 	}
 	if (json_object_object_get_ex(report, "steps", &steps) && json_object_is_type(steps, json_type_array))
 		for (size_t i = 0; i < json_object_array_length(steps); i++)

@@ -972,15 +972,25 @@ parity_diff_kind_name(ParityDiffKind kind)
 	"                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid " \
 	"                       AND a.attnum = k.attnum) <@ $2::text[])"
 
-/* a keyless table's candidate group columns on the target, by the applier's rule (apply.c) */
+/* a keyless table's candidate group columns on one side, by the applier's rule (apply.c) */
 #define PARITY_GROUP_SQL \
 	"SELECT a.attname FROM pg_catalog.pg_attribute a " \
-	"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull " \
+	"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND a.attgenerated = '' " \
 	"  AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i " \
 	"              JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid " \
 	"              JOIN pg_catalog.pg_am im ON im.oid = ic.relam " \
 	"              WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indisvalid " \
 	"                AND i.indpred IS NULL AND im.amname IN ('btree', 'hash'))"
+
+/* Some row of res has value in its first column. */
+static bool
+parity_result_has(const PGresult *res, const char *value)
+{
+	for (int r = 0; r < PQntuples(res); r++)
+		if (strcmp(PQgetvalue(res, r, 0), value) == 0)
+			return true;
+	return false;
+}
 
 typedef struct ParitySideColumn
 {
@@ -1193,6 +1203,7 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 	PGresult *key = NULL;
 	PGresult *unique = NULL;
 	PGresult *group = NULL;
+	PGresult *source_group = NULL;
 	ParitySideColumn *scols = NULL;
 	ParitySideColumn *tcols = NULL;
 	char **key_names = NULL;
@@ -1379,14 +1390,20 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 			parity_query_failed(error, PARITY_SIDE_TARGET, group, target, "read the indexes", display);
 			goto cleanup;
 		}
-		/* the first in column order, as the applier picks it */
+		source_group = parity_query_oid(source, PARITY_GROUP_SQL, source_oid);
+		if (PQresultStatus(source_group) != PGRES_TUPLES_OK)
+		{
+			parity_query_failed(error, PARITY_SIDE_SOURCE, source_group, source, "read the indexes", display);
+			goto cleanup;
+		}
+		/* the first in column order, as the applier picks it; indexed on both sides, no scan */
 		for (int i = 0; i < table->ncolumns && !table->grouped; i++)
-			for (int r = 0; r < PQntuples(group) && !table->grouped; r++)
-				if (strcmp(table->columns[i].name, PQgetvalue(group, r, 0)) == 0)
-				{
-					table->grouped = true;
-					table->group = i;
-				}
+			if (parity_result_has(group, table->columns[i].name) &&
+				parity_result_has(source_group, table->columns[i].name))
+			{
+				table->grouped = true;
+				table->group = i;
+			}
 	}
 	table->comparable = true;
 	*out = table;
@@ -1401,6 +1418,7 @@ cleanup:
 	PQclear(key);
 	PQclear(unique);
 	PQclear(group);
+	PQclear(source_group);
 	free(scols);
 	free(tcols);
 	free(key_names);

@@ -134,7 +134,7 @@ typedef struct ParityTable
 	bool keyless;              /* compared as a multiset of rows */
 	/*
 	 * A keyless table's group column (index into columns): NOT NULL and leading an index on
-	 * the target, so the rows of some of its values can be compared without a full scan.
+	 * both sides, so the rows of some of its values can be compared without a full scan.
 	 */
 	bool grouped;
 	int group;

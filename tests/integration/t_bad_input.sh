@@ -130,7 +130,7 @@ drop_leftovers SRC
 log_mark() { LOG_MARK=$(($(stat -c %s "$AGENT_LOG" 2>/dev/null || echo 0) + 1)); }
 log_mentions() {
 	tail -c "+$LOG_MARK" "$AGENT_LOG" | grep -iE -- "$1" |
-		grep -qiE 'error|warn|miss|lack|not exist|cannot|could not|fail|unknown|no such|wait'
+		grep_q -iE 'error|warn|miss|lack|not exist|cannot|could not|fail|unknown|no such|wait'
 }
 exited_or_mentions() { ! agent_alive || log_mentions "$1"; }
 

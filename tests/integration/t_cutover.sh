@@ -83,7 +83,7 @@ ok "... and says how soon after RESUME PgBouncer served every held client from t
 	 python3 -c "import json, sys; v = json.load(open(sys.argv[1]))[\"clients_served_ms\"]; sys.exit(not 0 <= v < 3000)" \
 		"$AGENT_STATE/cutover-report.json"' || diag "$cout"
 ok "PgBouncer now points at the target" eval '"$PGBIN/psql" -X -A -t -d "$PGB_ADMIN" -c "show databases" |
-	grep -q "^chat|$DST_HOST|$DST_PORT|"'
+	grep_q "^chat|$DST_HOST|$DST_PORT|"'
 ok "the chat workload through PgBouncer had zero failed transactions" workload_wait "$WORKLOAD_PID" pgbench.cutover
 ok "every counter increment, before and after the switch, is on the target exactly once" chat_check_counters DST
 ok "the source froze at the fence: the target holds all of its increments and more" eval \

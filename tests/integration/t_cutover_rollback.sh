@@ -10,12 +10,15 @@
 #       the target), the command says so and what to do; a client through PgBouncer waits.
 #       The DBA's RELOAD and RESUME by hand send that client, and the next, to the source;
 #       the next start of the agent clears what the record kept.
-#   (3) the file cannot be restored (its backup removed meanwhile): PgBouncer stays paused too.
+#   (3) the file cannot be restored (its backup removed meanwhile): PgBouncer stays paused too;
+#       once the DBA put it back by hand, the next start of the agent takes it as restored.
+#   (4) the switch works but the application's role cannot log in to the target: the agent,
+#       watching PgBouncer after RESUME, says so.
 # Where a connection lands is read from the server itself (current_setting('port')).
 . "$(dirname "$0")/lib.sh"
 harness_init 150
 
-plan 42
+plan 46
 
 command -v pgbouncer >/dev/null || bail_out "pgbouncer is not installed (scripts/install-deps installs it)"
 
@@ -166,3 +169,24 @@ ok "(3) by hand: the file restored, RELOAD, RESUME chat" eval \
 	 "$PGBIN/psql" -X -q -d "$PGB_ADMIN" -c "reload" && "$PGBIN/psql" -X -q -d "$PGB_ADMIN" -c "resume chat"'
 is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
 	"(3) a client through PgBouncer reaches the source"
+
+# ---- (4) the switch works, but the application's role cannot log in to the target ----------
+# The agent watches PgBouncer after RESUME: a held client that finds no connection to the
+# target within 3 s is reported, with the likely reason.
+ok "(3) the agent stops, and its next start takes PgBouncer as restored by hand (its backup is gone)" eval \
+	'agent_stop 30 && agent_restart && wait_for 30 streaming eval "[ \"\$(status_get phase)\" = streaming ]" &&
+	 [ ! -e "$AGENT_STATE/cutover.json" ] && grep_q "sends database \"chat\" to the source again: taken as restored by hand" "$AGENT_LOG"'
+psql_on DST "alter role chatapp nologin" >/dev/null
+bg_start clients.held bash -c "for i in \$(seq 400); do
+	timeout 25 '$PGBIN/psql' -X -q -A -t -h '$PGB_DIR' -p '$PGB_PORT' -U postgres -d chat -c 'select 1' >/dev/null 2>&1
+	sleep 0.02; done"
+CLIENTS_PID=$BG_PID
+cout=$(cutover 2>&1); crc=$?
+is "$crc" 0 "(4) the cutover switches (exit 0)" || diag "$cout"
+like "$cout" 'clients served [0-9]+ still waited 3 s after RESUME' "(4) ... and says clients still wait after RESUME" ||
+	diag "$cout"
+ok "(4) the agent's log says PgBouncer has no connection to the target, and what to check" eval \
+	'grep_q "still waits* 3000 ms after RESUME, and PgBouncer has no connection to the target" "$AGENT_LOG" &&
+	 grep_q "can the application.s role log in to the target database" "$AGENT_LOG"'
+kill "$CLIENTS_PID" 2>/dev/null
+psql_on DST "alter role chatapp login" >/dev/null
