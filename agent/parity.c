@@ -982,16 +982,6 @@ parity_diff_kind_name(ParityDiffKind kind)
 	"              WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indisvalid " \
 	"                AND i.indpred IS NULL AND im.amname IN ('btree', 'hash'))"
 
-/* Some row of res has value in its first column. */
-static bool
-parity_result_has(const PGresult *res, const char *value)
-{
-	for (int r = 0; r < PQntuples(res); r++)
-		if (strcmp(PQgetvalue(res, r, 0), value) == 0)
-			return true;
-	return false;
-}
-
 typedef struct ParitySideColumn
 {
 	const char *name;
@@ -1071,6 +1061,37 @@ parity_query_oid(PGconn *conn, const char *sql, uint32_t oid)
 
 	snprintf(text, sizeof(text), "%u", oid);
 	return PQexecParams(conn, sql, 1, NULL, params, NULL, NULL, 0);
+}
+
+/* One catalog query by table oid on each side; false (error set) when either fails. */
+static bool
+parity_query_both(PGconn *source, uint32_t source_oid, PGconn *target, uint32_t target_oid, const char *sql,
+				  const char *what, const char *display, PGresult **source_res, PGresult **target_res,
+				  ParityError *error)
+{
+	*source_res = parity_query_oid(source, sql, source_oid);
+	if (PQresultStatus(*source_res) != PGRES_TUPLES_OK)
+	{
+		parity_query_failed(error, PARITY_SIDE_SOURCE, *source_res, source, what, display);
+		return false;
+	}
+	*target_res = parity_query_oid(target, sql, target_oid);
+	if (PQresultStatus(*target_res) != PGRES_TUPLES_OK)
+	{
+		parity_query_failed(error, PARITY_SIDE_TARGET, *target_res, target, what, display);
+		return false;
+	}
+	return true;
+}
+
+/* Some row of res has value in its first column. */
+static bool
+parity_result_has(const PGresult *res, const char *value)
+{
+	for (int r = 0; r < PQntuples(res); r++)
+		if (strcmp(PQgetvalue(res, r, 0), value) == 0)
+			return true;
+	return false;
 }
 
 /* Columns of one side, pointing into res. */
@@ -1255,18 +1276,9 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 		goto cleanup;
 	}
 
-	source_columns = parity_query_oid(source, PARITY_COLUMNS_SQL, source_oid);
-	if (PQresultStatus(source_columns) != PGRES_TUPLES_OK)
-	{
-		parity_query_failed(error, PARITY_SIDE_SOURCE, source_columns, source, "read the columns", display);
+	if (!parity_query_both(source, source_oid, target, target_oid, PARITY_COLUMNS_SQL, "read the columns", display,
+						   &source_columns, &target_columns, error))
 		goto cleanup;
-	}
-	target_columns = parity_query_oid(target, PARITY_COLUMNS_SQL, target_oid);
-	if (PQresultStatus(target_columns) != PGRES_TUPLES_OK)
-	{
-		parity_query_failed(error, PARITY_SIDE_TARGET, target_columns, target, "read the columns", display);
-		goto cleanup;
-	}
 	if (!parity_side_columns(source_columns, &scols, &nscols) ||
 		!parity_side_columns(target_columns, &tcols, &ntcols))
 		goto cleanup;
@@ -1384,18 +1396,9 @@ parity_table_describe(PGconn *source, PGconn *target, const char *schema, const 
 	}
 	if (table->keyless)
 	{
-		group = parity_query_oid(target, PARITY_GROUP_SQL, target_oid);
-		if (PQresultStatus(group) != PGRES_TUPLES_OK)
-		{
-			parity_query_failed(error, PARITY_SIDE_TARGET, group, target, "read the indexes", display);
+		if (!parity_query_both(source, source_oid, target, target_oid, PARITY_GROUP_SQL, "read the indexes", display,
+							   &source_group, &group, error))
 			goto cleanup;
-		}
-		source_group = parity_query_oid(source, PARITY_GROUP_SQL, source_oid);
-		if (PQresultStatus(source_group) != PGRES_TUPLES_OK)
-		{
-			parity_query_failed(error, PARITY_SIDE_SOURCE, source_group, source, "read the indexes", display);
-			goto cleanup;
-		}
 		/* the first in column order, as the applier picks it; indexed on both sides, no scan */
 		for (int i = 0; i < table->ncolumns && !table->grouped; i++)
 			if (parity_result_has(group, table->columns[i].name) &&
