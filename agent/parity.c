@@ -605,49 +605,6 @@ parity_append_where_range(ParityBuf *buf, const ParityTable *table, bool lower, 
 	parity_append_range(buf, table, lower, upper, 1);
 }
 
-char *
-parity_fingerprint_sql(const ParityTable *table, bool lower, bool upper)
-{
-	ParityBuf buf = {0};
-
-	if (table->keyless)
-	{
-		/*
-		 * XOR cancels rows that appear twice, so a multiset also gets a sum of the hashes'
-		 * low bits; OFFSET 0 keeps the planner from computing the hash twice per row.
-		 */
-		parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(h), 0), "
-						  "coalesce(sum(h & 2147483647), 0) FROM (SELECT ");
-		parity_append_row_hash(&buf, table);
-		parity_buf_append(&buf, " AS h");
-		parity_append_from(&buf, table);
-		parity_buf_append(&buf, " OFFSET 0) s");
-		return parity_buf_finish(&buf);
-	}
-	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
-	parity_append_row_hash(&buf, table);
-	parity_buf_append(&buf, "), 0)");
-	parity_append_from(&buf, table);
-	parity_append_where_range(&buf, table, lower, upper);
-	return parity_buf_finish(&buf);
-}
-
-char *
-parity_pages_fingerprint_sql(const ParityTable *table, bool lower, bool upper)
-{
-	ParityBuf buf = {0};
-
-	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
-	parity_append_row_hash(&buf, table);
-	parity_buf_append(&buf, "), 0)");
-	parity_append_from(&buf, table);
-	/* a TID range scan: pages in their order, no index to walk */
-	if (lower || upper)
-		parity_buf_printf(&buf, " WHERE %s%s%s", lower ? "ctid >= $1::tid" : "", lower && upper ? " AND " : "",
-						  upper ? (lower ? "ctid < $2::tid" : "ctid < $1::tid") : "");
-	return parity_buf_finish(&buf);
-}
-
 int
 parity_touched_ncols(const ParityTable *table)
 {
@@ -677,6 +634,58 @@ parity_append_touched_filter(ParityBuf *buf, const ParityTable *table)
 	parity_buf_append(buf, "))");
 }
 
+/*
+ * A keyless table's fingerprint, of all rows or of the touched groups'. XOR cancels rows that
+ * appear twice, so a multiset also gets a sum of the hashes' low bits; OFFSET 0 keeps the
+ * planner from computing the hash twice per row.
+ */
+static char *
+parity_multiset_fingerprint_sql(const ParityTable *table, bool touched)
+{
+	ParityBuf buf = {0};
+
+	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(h), 0), "
+					  "coalesce(sum(h & 2147483647), 0) FROM (SELECT ");
+	parity_append_row_hash(&buf, table);
+	parity_buf_append(&buf, " AS h");
+	parity_append_from(&buf, table);
+	if (touched)
+		parity_append_touched_filter(&buf, table);
+	parity_buf_append(&buf, " OFFSET 0) s");
+	return parity_buf_finish(&buf);
+}
+
+char *
+parity_fingerprint_sql(const ParityTable *table, bool lower, bool upper)
+{
+	ParityBuf buf = {0};
+
+	if (table->keyless)
+		return parity_multiset_fingerprint_sql(table, false);
+	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
+	parity_append_row_hash(&buf, table);
+	parity_buf_append(&buf, "), 0)");
+	parity_append_from(&buf, table);
+	parity_append_where_range(&buf, table, lower, upper);
+	return parity_buf_finish(&buf);
+}
+
+char *
+parity_pages_fingerprint_sql(const ParityTable *table, bool lower, bool upper)
+{
+	ParityBuf buf = {0};
+
+	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
+	parity_append_row_hash(&buf, table);
+	parity_buf_append(&buf, "), 0)");
+	parity_append_from(&buf, table);
+	/* a TID range scan: pages in their order, no index to walk */
+	if (lower || upper)
+		parity_buf_printf(&buf, " WHERE %s%s%s", lower ? "ctid >= $1::tid" : "", lower && upper ? " AND " : "",
+						  upper ? (lower ? "ctid < $2::tid" : "ctid < $1::tid") : "");
+	return parity_buf_finish(&buf);
+}
+
 char *
 parity_keys_fingerprint_sql(const ParityTable *table)
 {
@@ -685,17 +694,7 @@ parity_keys_fingerprint_sql(const ParityTable *table)
 	if (parity_touched_ncols(table) == 0)
 		return NULL;
 	if (table->keyless)
-	{
-		/* a multiset, as parity_fingerprint_sql counts one, of the touched groups' rows */
-		parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(h), 0), "
-						  "coalesce(sum(h & 2147483647), 0) FROM (SELECT ");
-		parity_append_row_hash(&buf, table);
-		parity_buf_append(&buf, " AS h");
-		parity_append_from(&buf, table);
-		parity_append_touched_filter(&buf, table);
-		parity_buf_append(&buf, " OFFSET 0) s");
-		return parity_buf_finish(&buf);
-	}
+		return parity_multiset_fingerprint_sql(table, true);
 	parity_buf_append(&buf, "SELECT count(*), coalesce(bit_xor(");
 	parity_append_row_hash(&buf, table);
 	parity_buf_append(&buf, "), 0)");
