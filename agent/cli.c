@@ -23,6 +23,7 @@
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "unknown"
 #endif
+#include "build_commit.h"   /* SWITCHYARD_COMMIT, written by the build */
 
 #define CLI_DEFAULT_STATE_DIR "./switchyard-state"
 #define CLI_DEFAULT_SPOOL_MAX (UINT64_C(8) << 30)
@@ -1222,5 +1223,5 @@ cli_print_help(CliCommand command)
 void
 cli_print_version(void)
 {
-	printf("switchyard %s\n", PACKAGE_VERSION);
+	printf("switchyard %s (commit %s)\n", PACKAGE_VERSION, SWITCHYARD_COMMIT);
 }

@@ -181,7 +181,8 @@ bg_start clients.held bash -c "for i in \$(seq 400); do
 	timeout 25 '$PGBIN/psql' -X -q -A -t -h '$PGB_DIR' -p '$PGB_PORT' -U postgres -d chat -c 'select 1' >/dev/null 2>&1
 	sleep 0.02; done"
 CLIENTS_PID=$BG_PID
-cout=$(cutover 2>&1); crc=$?
+# a pause of 2 s at its end (after the point of no return): clients surely wait in it
+cout=$(SWITCHYARD_CUTOVER_STALL_AT=switched:2 cutover --max-pause 60000 2>&1); crc=$?
 is "$crc" 0 "(4) the cutover switches (exit 0)" || diag "$cout"
 like "$cout" 'clients served [0-9]+ still waited 3 s after RESUME' "(4) ... and says clients still wait after RESUME" ||
 	diag "$cout"
