@@ -112,7 +112,7 @@ cutover_print_report(const CliOptions *options)
 			json_object *waiting = NULL;
 
 			json_object_object_get_ex(report, "clients_waiting", &waiting);
-			printf("  clients served %d still waited 3 s after RESUME: see the agent's log\n",
+			printf("  clients served not within 3 s of RESUME: %d still waited (see the agent's log)\n",
 				   waiting != NULL ? json_object_get_int(waiting) : 0);
 		}
 	}
