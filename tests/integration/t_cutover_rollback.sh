@@ -170,12 +170,13 @@ ok "(3) by hand: the file restored, RELOAD, RESUME chat" eval \
 is "$(through_bouncer "select current_setting('port')")" "$SRC_PORT" \
 	"(3) a client through PgBouncer reaches the source"
 
-# ---- (4) the switch works, but the application's role cannot log in to the target ----------
-# The agent watches PgBouncer after RESUME: a held client that finds no connection to the
-# target within 3 s is reported, with the likely reason.
 ok "(3) the agent stops, and its next start takes PgBouncer as restored by hand (its backup is gone)" eval \
 	'agent_stop 30 && agent_restart && wait_for 30 streaming eval "[ \"\$(status_get phase)\" = streaming ]" &&
 	 [ ! -e "$AGENT_STATE/cutover.json" ] && grep_q "sends database \"chat\" to the source again: taken as restored by hand" "$AGENT_LOG"'
+
+# ---- (4) the switch works, but the application's role cannot log in to the target ----------
+# The agent watches PgBouncer after RESUME: a held client that finds no connection to the
+# target within 3 s is reported, with the likely reason.
 psql_on DST "alter role chatapp nologin" >/dev/null
 bg_start clients.held bash -c "for i in \$(seq 400); do
 	timeout 25 '$PGBIN/psql' -X -q -A -t -h '$PGB_DIR' -p '$PGB_PORT' -U postgres -d chat -c 'select 1' >/dev/null 2>&1
