@@ -352,16 +352,18 @@ _sy_pid_alive() {
 
 # ---- ports ------------------------------------------------------------------------------
 
-# _sy_claim_port: sets SY_CLAIMED_PORT to a port in 20000-39999 that nothing listens on and
+# _sy_claim_port: sets SY_CLAIMED_PORT to a port in 20000-32767 that nothing listens on and
 # that no other test holds; the lock (a directory holding the owner's pid) lasts until
 # _sy_release_ports. Not to be called in $(...): the claim must be recorded in this shell.
 _sy_claim_port() {
 	local start port i lock owner
 	mkdir -p "$SY_PORT_LOCKS" 2>/dev/null
 	chmod 1777 "$SY_PORT_LOCKS" 2>/dev/null
-	start=$(( (RANDOM * 32768 + RANDOM) % 20000 ))
-	for ((i = 0; i < 20000; i++)); do
-		port=$(( 20000 + (start + i) % 20000 ))
+	# 20000-32767: below Linux's ephemeral range (32768-60999), where any outgoing connection's
+	# local port could take a port between the check and a server's bind to 127.0.0.1
+	start=$(( (RANDOM * 32768 + RANDOM) % 12768 ))
+	for ((i = 0; i < 12768; i++)); do
+		port=$(( 20000 + (start + i) % 12768 ))
 		lock=$SY_PORT_LOCKS/$port
 		if ! mkdir "$lock" 2>/dev/null; then
 			owner=$(cat "$lock/pid" 2>/dev/null)
