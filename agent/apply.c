@@ -1202,8 +1202,7 @@ apply_progress(Applier *a, Lsn lsn)
  */
 /*
  * Per column: relkind, name, type, has_equality, fires (triggers or rules in replica mode),
- * leads_index (NOT NULL and the first column of a valid btree or hash index without a
- * predicate: PARITY_GROUP_SQL picks a keyless table's group column by the same rule).
+ * leads_index (it may be a keyless table's group column: TOUCHED_GROUP_COLUMN_SQL).
  */
 #define APPLY_CATALOG_SELECT \
 	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), " \
@@ -1225,10 +1224,7 @@ apply_progress(Applier *a, Lsn lsn)
 	"   AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid))))" \
 	" OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid" \
 	"   AND w.ev_enabled IN ('A', 'R')) AS fires, " \
-	" a.attnotnull AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i" \
-	"   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_am im ON im.oid = ic.relam" \
-	"   WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum AND i.indisvalid AND i.indpred IS NULL" \
-	"   AND im.amname IN ('btree', 'hash')) AS leads_index"
+	TOUCHED_GROUP_COLUMN_SQL("c.oid") " AS leads_index"
 #define APPLY_CATALOG_FROM \
 	" FROM pg_catalog.pg_class c" \
 	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace" \

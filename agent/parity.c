@@ -19,6 +19,7 @@
 
 #include "switchyard/conninfo.h"
 #include "switchyard/log.h"
+#include "switchyard/touched.h"
 
 #define PARITY_MAX_LEAVES 4096
 /* key samples per leaf: enough that leaves come out roughly even */
@@ -611,20 +612,25 @@ parity_touched_ncols(const ParityTable *table)
 	return table->keyless ? (table->grouped ? 1 : 0) : table->nkeys;
 }
 
+const ParityColumn *
+parity_touched_column(const ParityTable *table, int k)
+{
+	return &table->columns[table->keyless ? table->group : table->key[k]];
+}
+
 /* " WHERE (k1, k2) IN (SELECT k.c1::t1, k.c2::t2 FROM unnest($1::text[], $2::text[]) AS k(c1, c2))" */
 static void
 parity_append_touched_filter(ParityBuf *buf, const ParityTable *table)
 {
-	const int *cols = table->keyless ? &table->group : table->key;
 	int ncols = parity_touched_ncols(table);
 
 	/* values arrive in text form: the input function of each column's type reads them */
 	parity_buf_append(buf, " WHERE (");
 	for (int k = 0; k < ncols; k++)
-		parity_buf_printf(buf, "%s%s", k > 0 ? ", " : "", table->columns[cols[k]].quoted);
+		parity_buf_printf(buf, "%s%s", k > 0 ? ", " : "", parity_touched_column(table, k)->quoted);
 	parity_buf_append(buf, ") IN (SELECT ");
 	for (int k = 0; k < ncols; k++)
-		parity_buf_printf(buf, "%sk.c%d::%s", k > 0 ? ", " : "", k + 1, table->columns[cols[k]].type_name);
+		parity_buf_printf(buf, "%sk.c%d::%s", k > 0 ? ", " : "", k + 1, parity_touched_column(table, k)->type_name);
 	parity_buf_append(buf, " FROM unnest(");
 	for (int k = 0; k < ncols; k++)
 		parity_buf_printf(buf, "%s$%d::text[]", k > 0 ? ", " : "", k + 1);
@@ -971,15 +977,10 @@ parity_diff_kind_name(ParityDiffKind kind)
 	"                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid " \
 	"                       AND a.attnum = k.attnum) <@ $2::text[])"
 
-/* a keyless table's candidate group columns on one side, by the applier's rule (apply.c) */
+/* a keyless table's candidate group columns on one side (TOUCHED_GROUP_COLUMN_SQL) */
 #define PARITY_GROUP_SQL \
 	"SELECT a.attname FROM pg_catalog.pg_attribute a " \
-	"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND a.attgenerated = '' " \
-	"  AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i " \
-	"              JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid " \
-	"              JOIN pg_catalog.pg_am im ON im.oid = ic.relam " \
-	"              WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indisvalid " \
-	"                AND i.indpred IS NULL AND im.amname IN ('btree', 'hash'))"
+	"WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND " TOUCHED_GROUP_COLUMN_SQL("a.attrelid")
 
 typedef struct ParitySideColumn
 {

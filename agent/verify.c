@@ -1800,6 +1800,9 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 	TouchedDelta delta;
 	TouchedVerdict verdict;
 	const char *why = NULL;
+	const char *mismatch = table->keyless
+		? "it has no key, and the stream's group column is not the one verify compares by"
+		: "the stream's key is not the key verify compares by";
 	int ncols;
 
 	*keys = NULL;
@@ -1827,13 +1830,12 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 	if (delta.nkeys == 0)
 		goto done;
 	if (delta.ncols != ncols)
-		why = table->keyless ? "it has no key, and the stream's group column is not the one verify compares by"
-			: "the stream's key is not the key verify compares by";
+		why = mismatch;
 	else if ((*keys = calloc((size_t) ncols, sizeof(char *))) == NULL)
 		why = "out of memory";
 	for (int k = 0; why == NULL && k < ncols; k++)
 	{
-		const char *column = table->columns[table->keyless ? table->group : table->key[k]].name;
+		const char *column = parity_touched_column(table, k)->name;
 
 		for (int c = 0; c < delta.ncols && (*keys)[k] == NULL; c++)
 			if (strcmp(delta.columns[c], column) == 0)
@@ -1842,8 +1844,7 @@ verify_touched_plan(ParityTable *table, TouchedKeys *touched, const VerifyBaseli
 				delta.arrays[c] = NULL;
 			}
 		if ((*keys)[k] == NULL)
-			why = table->keyless ? "it has no key, and the stream's group column is not the one verify compares by"
-				: "the stream's key is not the key verify compares by";
+			why = mismatch;
 	}
 
 done:

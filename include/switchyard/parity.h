@@ -217,6 +217,8 @@ char *parity_pages_fingerprint_sql(const ParityTable *table, bool lower, bool up
 char *parity_keys_fingerprint_sql(const ParityTable *table);
 /* How many text[] arrays parity_keys_fingerprint_sql takes: 0 when it cannot be used. */
 int parity_touched_ncols(const ParityTable *table);
+/* The column of the k-th of them: the k-th key column, or a keyless table's group column. */
+const ParityColumn *parity_touched_column(const ParityTable *table, int k);
 /* The drill-down stream: key columns (text), row hash, ordered for the merge. Caller frees. */
 char *parity_stream_sql(const ParityTable *table, bool lower, bool upper);
 /* One row by key: every column as text. Caller frees. */

@@ -26,6 +26,19 @@
 
 typedef struct TouchedKeys TouchedKeys;
 
+/*
+ * A table without a key (REPLICA IDENTITY FULL) is tracked by its group column instead: the
+ * rows sharing a value of it are compared together. The column is NOT NULL, not generated,
+ * and the first column of a valid btree or hash index without a predicate; the applier and
+ * the parity both pick the first such column by this condition over pg_attribute "a", REL
+ * being the table's oid, so that they name the same column.
+ */
+#define TOUCHED_GROUP_COLUMN_SQL(REL) \
+	"a.attnotnull AND a.attgenerated = '' AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i" \
+	" JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid JOIN pg_catalog.pg_am im ON im.oid = ic.relam" \
+	" WHERE i.indrelid = " REL " AND i.indkey[0] = a.attnum AND i.indisvalid AND i.indpred IS NULL" \
+	" AND im.amname IN ('btree', 'hash'))"
+
 /* Keys kept in all tables together before the largest table is given up: ~50 bytes each. */
 #define TOUCHED_DEFAULT_MAX_KEYS 250000
 
