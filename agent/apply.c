@@ -70,6 +70,7 @@ typedef struct ApplyRelation
 	bool resolved;             /* looked up on the target during this session */
 	bool prefetch_tried;       /* this session's catalog_all was asked (only once: it ages) */
 	bool ordered;              /* the target fires triggers or rules on replicated rows: no reordering */
+	bool updates_commute;      /* every unique index and exclusion constraint holds the whole key */
 	int group_column;          /* a keyless table's NOT NULL column that leads an index, or -1 */
 	int insert_group;          /* its open groups in Applier.groups, or -1 */
 	int update_group;
@@ -1202,8 +1203,14 @@ apply_progress(Applier *a, Lsn lsn)
  */
 /*
  * Per column: relkind, name, type, has_equality, fires (triggers or rules in replica mode),
- * leads_index (it may be a keyless table's group column: TOUCHED_GROUP_COLUMN_SQL).
+ * leads_index (it may be a keyless table's group column: TOUCHED_GROUP_COLUMN_SQL),
+ * unique_total (unique indexes and exclusion constraints of the table or of its leaf
+ * partitions) and unique_with (how many of those unique indexes have this column as a key).
  */
+/* The tables that hold rows: c itself, or the leaf partitions of a partitioned c. */
+#define APPLY_CATALOG_LEAVES \
+	"SELECT c.oid WHERE c.relkind = 'r'" \
+	" UNION SELECT relid FROM pg_catalog.pg_partition_tree(c.oid) WHERE isleaf"
 #define APPLY_CATALOG_SELECT \
 	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), " \
 	" (WITH RECURSIVE chain(typ, depth) AS (" \
@@ -1224,7 +1231,13 @@ apply_progress(Applier *a, Lsn lsn)
 	"   AND (g.tgrelid = c.oid OR g.tgrelid IN (SELECT relid FROM pg_catalog.pg_partition_tree(c.oid))))" \
 	" OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w WHERE w.ev_class = c.oid" \
 	"   AND w.ev_enabled IN ('A', 'R')) AS fires, " \
-	TOUCHED_GROUP_COLUMN_SQL("c.oid") " AS leads_index"
+	TOUCHED_GROUP_COLUMN_SQL("c.oid") " AS leads_index, " \
+	" (SELECT count(*) FROM pg_catalog.pg_index i WHERE (i.indisunique OR i.indisexclusion)" \
+	"   AND i.indrelid IN (" APPLY_CATALOG_LEAVES ")) AS unique_total, " \
+	" (SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indisunique" \
+	"   AND i.indrelid IN (" APPLY_CATALOG_LEAVES ")" \
+	"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute x WHERE x.attrelid = i.indrelid" \
+	"     AND x.attname = a.attname AND x.attnum = ANY (i.indkey[0:i.indnkeyatts - 1]))) AS unique_with"
 #define APPLY_CATALOG_FROM \
 	" FROM pg_catalog.pg_class c" \
 	" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace" \
@@ -1237,7 +1250,7 @@ static const char apply_catalog_sql[] =
 
 /*
  * The same for every table of the target at once, when the applier connects: the first
- * change of each table then needs no round trip (columns 6 and 7: schema and name).
+ * change of each table then needs no round trip (columns 8 and 9: schema and name).
  */
 static const char apply_catalog_all_sql[] =
 	APPLY_CATALOG_SELECT ", n.nspname, c.relname" APPLY_CATALOG_FROM
@@ -1290,9 +1303,9 @@ apply_prefetch_catalog(Applier *a)
 static int
 apply_prefetch_compare(const PGresult *res, int row, const char *nspname, const char *relname)
 {
-	int c = strcmp(PQgetvalue(res, row, 6), nspname);
+	int c = strcmp(PQgetvalue(res, row, 8), nspname);
 
-	return c != 0 ? c : strcmp(PQgetvalue(res, row, 7), relname);
+	return c != 0 ? c : strcmp(PQgetvalue(res, row, 9), relname);
 }
 
 /* The prefetched rows of rel: *first and *rows; false when it holds none. */
@@ -1345,6 +1358,7 @@ apply_resolve_from(Applier *a, ApplyRelation *rel, Lsn lsn, const PGresult *res,
 		return false;
 	}
 	rel->group_column = -1;
+	rel->updates_commute = true;
 	for (uint16_t i = 0; i < rel->ncols; i++)
 	{
 		ApplySqlColumn *column = &rel->columns[i];
@@ -1378,6 +1392,9 @@ apply_resolve_from(Applier *a, ApplyRelation *rel, Lsn lsn, const PGresult *res,
 		if (rel->group_column < 0 && !column->text_compare && !PQgetisnull(res, row, 5) &&
 			PQgetvalue(res, row, 5)[0] == 't')
 			rel->group_column = i;
+		/* a unique index without this key column could see two rows hold one value mid-statement */
+		if (column->is_key && strcmp(PQgetvalue(res, row, 6), PQgetvalue(res, row, 7)) != 0)
+			rel->updates_commute = false;
 	}
 	rel->table.partitioned = (PQgetvalue(res, first, 0)[0] == 'p');
 	/* triggers or rules enabled for replicas would see rows out of order if we regrouped */
@@ -1697,14 +1714,21 @@ apply_match_key(const ApplyRelation *rel, const ApplySqlPlan *plan)
 	return apply_group_key_hash(plan->params + nset, plan->nparams - nset);
 }
 
-/* Whether this change may join (or start) a group: it must not depend on earlier rows of it. */
+/*
+ * Whether this change may join (or start) a group: it must not depend on earlier rows of it.
+ * One UPDATE of many rows visits them in the plan's order, not the stream's, and checks each
+ * unique index row by row: rows that trade a unique value (positions swapped through a spare
+ * one) would collide there though the source never held both. So updates are grouped only
+ * where every unique index holds the whole key, which no update here changes.
+ */
 static bool
 apply_groupable(const ApplyRelation *rel, const ApplySqlPlan *plan, char old_kind)
 {
 	if (plan->kind == APPLY_SQL_INSERT)
 		return true;
 	/* key-matched updates without a key change: each row found by its own key */
-	return plan->kind == APPLY_SQL_UPDATE && !plan->full && old_kind == 0 && rel->resolved;
+	return plan->kind == APPLY_SQL_UPDATE && !plan->full && old_kind == 0 && rel->resolved &&
+		rel->updates_commute;
 }
 
 /*
