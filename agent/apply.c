@@ -35,6 +35,7 @@
 #define APPLY_CONNECT_TIMEOUT_US INT64_C(30000000)
 #define APPLY_MISSING_ROW_LOG_US INT64_C(10000000)
 #define APPLY_OPEN_GROUPS 16           /* row groups open at once, each of one relation and kind */
+#define APPLY_UPDATE_SHAPES 3          /* update groups open per relation, one per column set */
 
 typedef enum ApplyOutcome
 {
@@ -73,7 +74,7 @@ typedef struct ApplyRelation
 	bool updates_commute;      /* every unique index and exclusion constraint holds the whole key */
 	int group_column;          /* a keyless table's NOT NULL column that leads an index, or -1 */
 	int insert_group;          /* its open groups in Applier.groups, or -1 */
-	int update_group;
+	int update_groups[APPLY_UPDATE_SHAPES];  /* one per set of columns (unchanged TOAST left out) */
 	size_t counter;            /* its entry in Applier.counters */
 	ApplySqlTable table;
 } ApplyRelation;
@@ -425,7 +426,8 @@ apply_relation_new(Applier *a, const PgoutputMessage *m)
 		return NULL;
 	rel->relid = m->relation.relid;
 	rel->insert_group = -1;
-	rel->update_group = -1;
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+		rel->update_groups[i] = -1;
 	rel->group_column = -1;
 	rel->generation = ++a->next_generation;
 	rel->replident = m->relation.replident;
@@ -797,7 +799,7 @@ apply_handle_result(Applier *a, const ApplyPending *p, PGresult *res)
 			if (ok && p->rel != NULL)
 				a->counters[p->rel->counter].pending[p->change == 'I' ? APPLY_TABLE_INSERTED
 													 : p->change == 'U' ? APPLY_TABLE_UPDATED
-													 : APPLY_TABLE_DELETED] += p->rows > 1 ? p->rows : 1;
+													 : APPLY_TABLE_DELETED] += p->changes > 1 ? p->changes : 1;
 			break;
 		case APPLY_OP_TRUNCATE:
 			ok = (status == PGRES_COMMAND_OK);
@@ -1072,6 +1074,7 @@ apply_prepare_control(Applier *a)
 /* ---- target transactions ---------------------------------------------------------------- */
 
 static bool apply_flush_group(Applier *a) __attribute__((warn_unused_result));
+static bool apply_send_updates(Applier *a, ApplyRelation *rel) __attribute__((warn_unused_result));
 static void apply_discard_groups(Applier *a);
 
 static bool
@@ -1625,13 +1628,13 @@ apply_send_group(Applier *a, int slot)
 	if (rel == NULL)
 		return true;
 	/* the relation's inserts were deferred after its updates: those go first */
-	if (g->kind == APPLY_SQL_INSERT && rel->update_group >= 0 &&
-		!apply_send_group(a, rel->update_group))
+	if (g->kind == APPLY_SQL_INSERT && !apply_send_updates(a, rel))
 		return false;
 	if (g->kind == APPLY_SQL_INSERT)
 		rel->insert_group = -1;
-	else
-		rel->update_group = -1;
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+		if (rel->update_groups[i] == slot)
+			rel->update_groups[i] = -1;
 	if (a->ordered_group == slot)
 		a->ordered_group = -1;
 	/* one update is the ordinary single-row statement */
@@ -1652,11 +1655,22 @@ apply_send_group(Applier *a, int slot)
 	p->rel = rel;
 	p->lsn = g->first_lsn;
 	p->rows = (uint32_t) rows;
+	p->changes = (uint64_t) g->changes;
 	p->bytes = g->len;
 	a->inflight_bytes += p->bytes;
 	a->unsent_bytes += p->bytes;
 	apply_group_reset(g);
 	return apply_after_send(a);
+}
+
+/* Sends rel's open update groups, which hold distinct rows and so go in any order. */
+static bool
+apply_send_updates(Applier *a, ApplyRelation *rel)
+{
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+		if (rel->update_groups[i] >= 0 && !apply_send_group(a, rel->update_groups[i]))
+			return false;
+	return true;
 }
 
 /* Sends every open group: a barrier before anything that must come after all of them. */
@@ -1680,7 +1694,8 @@ apply_discard_groups(Applier *a)
 		if (rel != NULL)
 		{
 			rel->insert_group = -1;
-			rel->update_group = -1;
+			for (int j = 0; j < APPLY_UPDATE_SHAPES; j++)
+				rel->update_groups[j] = -1;
 		}
 		apply_group_reset(&a->groups[i]);
 	}
@@ -1703,15 +1718,24 @@ apply_free_group(Applier *a)
 	return apply_send_group(a, victim) ? victim : -1;
 }
 
-/* The identity values of an update or delete: its MATCH values follow its SET values. */
-static uint64_t
-apply_match_key(const ApplyRelation *rel, const ApplySqlPlan *plan)
+/* How many identity values an update or delete has: its MATCH values follow its SET values. */
+static int
+apply_match_count(const ApplyRelation *rel, const ApplySqlPlan *plan)
 {
 	int nset = 0;
 
 	for (uint16_t i = 0; i < rel->ncols; i++)
 		nset += (plan->roles[i] & APPLY_SQL_ROLE_SET) != 0;
-	return apply_group_key_hash(plan->params + nset, plan->nparams - nset);
+	return plan->nparams - nset;
+}
+
+/* The hash of an update's or delete's identity values. */
+static uint64_t
+apply_match_key(const ApplyRelation *rel, const ApplySqlPlan *plan)
+{
+	int nmatch = apply_match_count(rel, plan);
+
+	return apply_group_key_hash(plan->params + plan->nparams - nmatch, nmatch);
 }
 
 /*
@@ -1731,6 +1755,68 @@ apply_groupable(const ApplyRelation *rel, const ApplySqlPlan *plan, char old_kin
 		rel->updates_commute;
 }
 
+/* rel's open update group of the plan's column set, or -1. */
+static int
+apply_update_group_for(const Applier *a, const ApplyRelation *rel, const ApplySqlPlan *plan)
+{
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+	{
+		int slot = rel->update_groups[i];
+
+		if (slot >= 0 && a->groups[slot].width == plan->nparams &&
+			memcmp(a->groups[slot].roles, plan->roles, rel->ncols) == 0)
+			return slot;
+	}
+	return -1;
+}
+
+/*
+ * Where an update of rel goes: the open group of its column set, after its row's earlier
+ * update under another column set was sent; NULL when the update merged into the earlier
+ * one of its row (*merged) or on a failure to send (the applier's error is set).
+ */
+static int *
+apply_update_slot(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint64_t key, bool *merged)
+{
+	int slot = apply_update_group_for(a, rel, plan);
+	int fullest = 0;
+
+	*merged = false;
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+	{
+		int other = rel->update_groups[i];
+
+		if (other >= 0 && other != slot && apply_group_has_key(&a->groups[other], key) &&
+			!apply_send_group(a, other))
+			return NULL;
+	}
+	/* the same row updated again (a counter, a room's last activity): one row, the later values */
+	if (slot >= 0 && !rel->ordered && apply_group_has_key(&a->groups[slot], key))
+	{
+		int row = apply_group_find_row(&a->groups[slot], plan, apply_match_count(rel, plan), key);
+
+		if (row >= 0 && apply_group_replace(&a->groups[slot], row, plan))
+		{
+			*merged = true;
+			return NULL;
+		}
+	}
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+		if (rel->update_groups[i] == slot && slot >= 0)
+			return &rel->update_groups[i];
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+	{
+		if (rel->update_groups[i] < 0)
+			return &rel->update_groups[i];
+		if (a->groups[rel->update_groups[i]].rows > a->groups[rel->update_groups[fullest]].rows)
+			fullest = i;
+	}
+	/* a fourth column set: the fullest of the three makes room */
+	if (!apply_send_group(a, rel->update_groups[fullest]))
+		return NULL;
+	return &rel->update_groups[fullest];
+}
+
 /*
  * Adds one change to its relation's group of that kind, sending the group first when the
  * change cannot join it; a full group is sent at once.
@@ -1738,13 +1824,28 @@ apply_groupable(const ApplyRelation *rel, const ApplySqlPlan *plan, char old_kin
 static bool
 apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint64_t key, Lsn lsn)
 {
-	int *slot = plan->kind == APPLY_SQL_INSERT ? &rel->insert_group : &rel->update_group;
+	int *slot = &rel->insert_group;
 
+	if (plan->kind == APPLY_SQL_UPDATE)
+	{
+		bool merged;
+
+		slot = apply_update_slot(a, rel, plan, key, &merged);
+		if (slot == NULL)
+			return merged;
+	}
 	if (*slot >= 0 && !apply_group_accepts(&a->groups[*slot], rel, plan, key) &&
 		!apply_send_group(a, *slot))
 		return false;
-	if (*slot < 0 && (*slot = apply_free_group(a)) < 0)
-		return false;
+	if (*slot < 0)
+	{
+		int got = apply_free_group(a);
+
+		/* making room may send one of rel's groups, which only frees more of its entries */
+		if (got < 0)
+			return false;
+		*slot = got;
+	}
 	if (!apply_group_append(&a->groups[*slot], rel, rel->ncols, plan, key, lsn))
 	{
 		if (a->groups[*slot].owner == NULL)
@@ -1779,7 +1880,7 @@ apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, ch
 	if (rel->ordered || (a->ordered_group >= 0 && a->groups[a->ordered_group].owner != rel))
 	{
 		int keep = groupable ? (plan->kind == APPLY_SQL_INSERT ? rel->insert_group
-								: rel->update_group) : -1;
+								: apply_update_group_for(a, rel, plan)) : -1;
 
 		if (!rel->ordered)
 			return apply_flush_group(a);
@@ -1796,7 +1897,7 @@ apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, ch
 		!apply_send_group(a, rel->insert_group))
 		return false;
 	/* a single statement goes after the relation's earlier updates */
-	if (!groupable && rel->update_group >= 0 && !apply_send_group(a, rel->update_group))
+	if (!groupable && !apply_send_updates(a, rel))
 		return false;
 	return true;
 }

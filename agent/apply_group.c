@@ -162,6 +162,70 @@ apply_group_append(ApplyGroup *g, void *owner, uint16_t ncols, const ApplySqlPla
 		g->len += v->length + 1;
 	}
 	g->keys[g->rows++] = key;
+	g->changes++;
+	return true;
+}
+
+static bool
+same_value(const ApplyGroup *g, size_t param, const TupleValue *v)
+{
+	if (g->offsets[param] == SIZE_MAX)
+		return v->kind == TUPLE_VALUE_NULL;
+	return v->kind != TUPLE_VALUE_NULL && g->formats[param] == (v->kind == TUPLE_VALUE_BINARY) &&
+		(uint32_t) g->lengths[param] == v->length &&
+		memcmp(g->data + g->offsets[param], v->data, v->length) == 0;
+}
+
+int
+apply_group_find_row(const ApplyGroup *g, const ApplySqlPlan *plan, int nmatch, uint64_t key)
+{
+	int first = plan->nparams - nmatch;
+
+	if (g->width != plan->nparams || nmatch <= 0 || first < 0)
+		return -1;
+	for (int row = 0; row < g->rows; row++)
+	{
+		size_t base = (size_t) row * (size_t) g->width;
+		int i = first;
+
+		if (g->keys[row] != key)
+			continue;
+		while (i < plan->nparams && same_value(g, base + (size_t) i, plan->params[i]))
+			i++;
+		if (i == plan->nparams)
+			return row;
+	}
+	return -1;
+}
+
+bool
+apply_group_replace(ApplyGroup *g, int row, const ApplySqlPlan *plan)
+{
+	size_t base = (size_t) row * (size_t) g->width;
+	size_t bytes = plan_bytes(plan);
+
+	/* the old values stay in the buffer unused until the group is sent */
+	if (row < 0 || row >= g->rows || g->width != plan->nparams ||
+		g->len + bytes > APPLY_GROUP_BYTES || !reserve(g, (size_t) g->rows * (size_t) g->width, g->len + bytes))
+		return false;
+	for (int i = 0; i < plan->nparams; i++)
+	{
+		const TupleValue *v = plan->params[i];
+
+		g->lengths[base + i] = (int) v->length;
+		g->formats[base + i] = v->kind == TUPLE_VALUE_BINARY;
+		g->binary |= (v->kind == TUPLE_VALUE_BINARY);
+		if (v->kind == TUPLE_VALUE_NULL)
+		{
+			g->offsets[base + i] = SIZE_MAX;
+			continue;
+		}
+		g->offsets[base + i] = g->len;
+		memcpy(g->data + g->len, v->data, v->length);
+		g->data[g->len + v->length] = '\0';
+		g->len += v->length + 1;
+	}
+	g->changes++;
 	return true;
 }
 
@@ -180,6 +244,7 @@ apply_group_reset(ApplyGroup *g)
 {
 	g->owner = NULL;
 	g->rows = 0;
+	g->changes = 0;
 	g->len = 0;
 	g->binary = false;
 }

@@ -29,6 +29,7 @@ typedef struct ApplyGroup
 	uint8_t *roles;            /* the shared plan's roles (ncols) */
 	size_t roles_cap;
 	int rows;
+	int changes;               /* the rows and the later changes merged into them */
 	int width;                 /* parameters per row */
 	bool binary;               /* some parameter is in binary format */
 	uint64_t first_lsn;        /* of the first row, to name the statement when it fails */
@@ -59,6 +60,17 @@ bool apply_group_has_key(const ApplyGroup *g, uint64_t key);
 /* Copies the change's values in; starts the group when empty. False: out of memory. */
 bool apply_group_append(ApplyGroup *g, void *owner, uint16_t ncols, const ApplySqlPlan *plan,
 						uint64_t key, uint64_t lsn) __attribute__((warn_unused_result));
+/*
+ * The row of the group that the update plan's match values (its last nmatch parameters) name
+ * exactly, or -1. key is their hash, to skip other rows quickly.
+ */
+int apply_group_find_row(const ApplyGroup *g, const ApplySqlPlan *plan, int nmatch, uint64_t key);
+/*
+ * Replaces that row's values with the later update's, which sets the same columns: the one
+ * row then leaves the target as the two changes in turn would. False when the group's bytes
+ * would pass APPLY_GROUP_BYTES (the caller sends the group) or on out of memory.
+ */
+bool apply_group_replace(ApplyGroup *g, int row, const ApplySqlPlan *plan) __attribute__((warn_unused_result));
 /* Points values[] into the buffer: the parameter array for rows * width parameters. */
 const char *const *apply_group_values(ApplyGroup *g);
 /* Empties the group (buffers are kept for the next one). */

@@ -1,7 +1,8 @@
 /*
  * The applier's row groups: values copied out and laid out per row, the shape and room
- * checks that decide whether a change may join, and the identity hashes that keep a row
- * updated twice (or touched after a deferred insert) out of one statement.
+ * checks that decide whether a change may join, the identity hashes that keep a row
+ * updated twice (or touched after a deferred insert) out of one statement, and the exact
+ * match that lets a later update of a row replace its values instead.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,6 +157,53 @@ test_update_of_a_row_already_in_the_group_is_refused(void **state)
 }
 
 static void
+test_later_update_of_a_row_replaces_its_values(void **state)
+{
+	ApplyGroup g = {0};
+	Change u;
+	const char *const *values;
+	int owner;
+	char *big = malloc(APPLY_GROUP_BYTES);
+
+	(void) state;
+	assert_non_null(big);
+	update_change(&u, "7", "1", "x");
+	assert_true(apply_group_append(&g, &owner, NCOLS, &u.plan, key_of("7"), 1));
+	update_change(&u, "8", "1", NULL);
+	assert_true(apply_group_append(&g, &owner, NCOLS, &u.plan, key_of("8"), 2));
+	/* row 1 is found by its exact match value, not only by the hash */
+	update_change(&u, "8", "2", "later");
+	assert_int_equal(apply_group_find_row(&g, &u.plan, 1, key_of("8")), 1);
+	assert_int_equal(apply_group_find_row(&g, &u.plan, 1, key_of("7")), -1);
+	update_change(&u, "9", "2", "later");
+	assert_int_equal(apply_group_find_row(&g, &u.plan, 1, key_of("8")), -1);
+	update_change(&u, "8", "2", "later");
+	assert_true(apply_group_replace(&g, 1, &u.plan));
+	assert_int_equal(g.rows, 2);
+	assert_int_equal(g.changes, 3);
+	values = apply_group_values(&g);
+	assert_string_equal(values[0], "1");
+	assert_string_equal(values[1], "x");
+	assert_string_equal(values[2], "7");
+	assert_string_equal(values[3], "2");
+	assert_string_equal(values[4], "later");
+	assert_string_equal(values[5], "8");
+	/* back to NULL */
+	update_change(&u, "8", "3", NULL);
+	assert_true(apply_group_replace(&g, 1, &u.plan));
+	values = apply_group_values(&g);
+	assert_null(values[4]);
+	assert_string_equal(values[3], "3");
+	/* a replacement that would pass the group's byte bound is refused */
+	memset(big, 'x', APPLY_GROUP_BYTES - 1);
+	big[APPLY_GROUP_BYTES - 1] = '\0';
+	update_change(&u, "8", "4", big);
+	assert_false(apply_group_replace(&g, 1, &u.plan));
+	apply_group_free(&g);
+	free(big);
+}
+
+static void
 test_insert_key_hashes_like_the_later_match_values(void **state)
 {
 	ApplySqlColumn columns[NCOLS] = {{.name = "room"}, {.name = "id", .is_key = true},
@@ -219,6 +267,7 @@ main(void)
 		cmocka_unit_test(test_rows_are_copied_in_order_with_nulls),
 		cmocka_unit_test(test_other_owner_kind_or_shape_is_refused),
 		cmocka_unit_test(test_update_of_a_row_already_in_the_group_is_refused),
+		cmocka_unit_test(test_later_update_of_a_row_replaces_its_values),
 		cmocka_unit_test(test_insert_key_hashes_like_the_later_match_values),
 		cmocka_unit_test(test_group_is_bounded_in_rows_and_bytes),
 	};
