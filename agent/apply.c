@@ -74,6 +74,7 @@ typedef struct ApplyRelation
 	bool updates_commute;      /* every unique index and exclusion constraint holds the whole key */
 	int group_column;          /* a keyless table's NOT NULL column that leads an index, or -1 */
 	int insert_group;          /* its open groups in Applier.groups, or -1 */
+	int delete_group;
 	int update_groups[APPLY_UPDATE_SHAPES];  /* one per set of columns (unchanged TOAST left out) */
 	size_t counter;            /* its entry in Applier.counters */
 	ApplySqlTable table;
@@ -426,6 +427,7 @@ apply_relation_new(Applier *a, const PgoutputMessage *m)
 		return NULL;
 	rel->relid = m->relation.relid;
 	rel->insert_group = -1;
+	rel->delete_group = -1;
 	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
 		rel->update_groups[i] = -1;
 	rel->group_column = -1;
@@ -1543,7 +1545,7 @@ apply_statement_for(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, in
 	if (plan->kind == APPLY_SQL_INSERT)
 		sql = apply_sql_build_insert(&rel->table, plan, rows);
 	else if (rows > 1)
-		sql = apply_sql_build_update_rows(&rel->table, plan, rows);
+		sql = apply_sql_build_rows(&rel->table, plan, rows);
 	else
 		sql = apply_sql_build(&rel->table, plan);
 	if (sql == NULL || ((a->statement_count + 1) * 2 > a->statement_cap && !apply_statement_grow(a)))
@@ -1627,18 +1629,20 @@ apply_send_group(Applier *a, int slot)
 
 	if (rel == NULL)
 		return true;
-	/* the relation's inserts were deferred after its updates: those go first */
+	/* the relation's inserts were deferred after its updates and deletes: those go first */
 	if (g->kind == APPLY_SQL_INSERT && !apply_send_updates(a, rel))
 		return false;
 	if (g->kind == APPLY_SQL_INSERT)
 		rel->insert_group = -1;
+	if (g->kind == APPLY_SQL_DELETE)
+		rel->delete_group = -1;
 	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
 		if (rel->update_groups[i] == slot)
 			rel->update_groups[i] = -1;
 	if (a->ordered_group == slot)
 		a->ordered_group = -1;
-	/* one update is the ordinary single-row statement */
-	if (!apply_statement_for(a, rel, &plan, plan.kind == APPLY_SQL_UPDATE && rows == 1 ? 0 : rows,
+	/* one update or delete is the ordinary single-row statement */
+	if (!apply_statement_for(a, rel, &plan, plan.kind != APPLY_SQL_INSERT && rows == 1 ? 0 : rows,
 							 g->first_lsn, &stmt))
 		return false;
 	if (!apply_reserve(a, 1))
@@ -1663,14 +1667,17 @@ apply_send_group(Applier *a, int slot)
 	return apply_after_send(a);
 }
 
-/* Sends rel's open update groups, which hold distinct rows and so go in any order. */
+/*
+ * Sends rel's open update and delete groups, which hold distinct rows and so go in any order
+ * (deletes free unique values, and updates are grouped only where no unique value moves).
+ */
 static bool
 apply_send_updates(Applier *a, ApplyRelation *rel)
 {
 	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
 		if (rel->update_groups[i] >= 0 && !apply_send_group(a, rel->update_groups[i]))
 			return false;
-	return true;
+	return rel->delete_group < 0 || apply_send_group(a, rel->delete_group);
 }
 
 /* Sends every open group: a barrier before anything that must come after all of them. */
@@ -1694,6 +1701,7 @@ apply_discard_groups(Applier *a)
 		if (rel != NULL)
 		{
 			rel->insert_group = -1;
+			rel->delete_group = -1;
 			for (int j = 0; j < APPLY_UPDATE_SHAPES; j++)
 				rel->update_groups[j] = -1;
 		}
@@ -1750,6 +1758,9 @@ apply_groupable(const ApplyRelation *rel, const ApplySqlPlan *plan, char old_kin
 {
 	if (plan->kind == APPLY_SQL_INSERT)
 		return true;
+	/* deletes by key: a delete can break no constraint, and each row is found by its key */
+	if (plan->kind == APPLY_SQL_DELETE)
+		return !plan->full && rel->resolved;
 	/* key-matched updates without a key change: each row found by its own key */
 	return plan->kind == APPLY_SQL_UPDATE && !plan->full && old_kind == 0 && rel->resolved &&
 		rel->updates_commute;
@@ -1824,8 +1835,16 @@ apply_update_slot(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint
 static bool
 apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint64_t key, Lsn lsn)
 {
-	int *slot = &rel->insert_group;
+	int *slot = plan->kind == APPLY_SQL_DELETE ? &rel->delete_group : &rel->insert_group;
 
+	if (plan->kind == APPLY_SQL_DELETE)
+	{
+		/* the row's update waiting in a group goes first */
+		for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+			if (rel->update_groups[i] >= 0 && apply_group_has_key(&a->groups[rel->update_groups[i]], key) &&
+				!apply_send_group(a, rel->update_groups[i]))
+				return false;
+	}
 	if (plan->kind == APPLY_SQL_UPDATE)
 	{
 		bool merged;
@@ -1879,8 +1898,8 @@ apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, ch
 {
 	if (rel->ordered || (a->ordered_group >= 0 && a->groups[a->ordered_group].owner != rel))
 	{
-		int keep = groupable ? (plan->kind == APPLY_SQL_INSERT ? rel->insert_group
-								: apply_update_group_for(a, rel, plan)) : -1;
+		int keep = !groupable ? -1 : plan->kind == APPLY_SQL_INSERT ? rel->insert_group
+			: plan->kind == APPLY_SQL_DELETE ? rel->delete_group : apply_update_group_for(a, rel, plan);
 
 		if (!rel->ordered)
 			return apply_flush_group(a);
@@ -1896,7 +1915,7 @@ apply_before_change(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, ch
 		 apply_group_has_key(&a->groups[rel->insert_group], key)) &&
 		!apply_send_group(a, rel->insert_group))
 		return false;
-	/* a single statement goes after the relation's earlier updates */
+	/* a single statement goes after the relation's earlier updates and deletes */
 	if (!groupable && !apply_send_updates(a, rel))
 		return false;
 	return true;

@@ -1,6 +1,6 @@
 /*
  * Row groups of the applier: values of several changes of one relation and statement shape,
- * copied and bounded, sent later as one multi-row INSERT or UPDATE (see apply.c for when).
+ * copied and bounded, sent later as one multi-row INSERT, UPDATE or DELETE (see apply.c for when).
  */
 #include "switchyard/apply_group.h"
 
@@ -70,8 +70,8 @@ apply_group_accepts(const ApplyGroup *g, const void *owner, const ApplySqlPlan *
 		g->len + plan_bytes(plan) > APPLY_GROUP_BYTES ||
 		(size_t) (g->rows + 1) * (size_t) plan->nparams > APPLY_GROUP_MAX_PARAMS)
 		return false;
-	/* rows of one UPDATE are found by their keys: a row updated twice needs two statements */
-	return plan->kind != APPLY_SQL_UPDATE || !apply_group_has_key(g, key);
+	/* rows of one UPDATE or DELETE are found by their keys: one row twice needs two statements */
+	return plan->kind == APPLY_SQL_INSERT || !apply_group_has_key(g, key);
 }
 
 static bool

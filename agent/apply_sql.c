@@ -398,43 +398,24 @@ apply_sql_build_insert(const ApplySqlTable *table, const ApplySqlPlan *plan, int
 	return sqlbuf_finish(&buf);
 }
 
-char *
-apply_sql_build_update_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows)
+/*
+ * Appends the VALUES list of a multi-row UPDATE or DELETE, its alias sy_v (c1..cN in $n
+ * order) and the WHERE that joins it to sy_t by the MATCH columns, whose values follow the
+ * SET values in each row (aliases that no column name can shadow).
+ */
+static void
+build_values_join(SqlBuf *buf, const ApplySqlTable *table, const ApplySqlPlan *plan, int rows, int nset)
 {
-	SqlBuf buf = {0};
 	int param = 0;
-	int alias = 0;
+	int alias = nset;
 	bool first = true;
 
-	if (plan->kind != APPLY_SQL_UPDATE || plan->full || rows < 1)
-		return NULL;
-	for (uint16_t i = 0; i < table->ncols; i++)
-		if (plan->roles[i] && table->columns[i].type_name == NULL)
-			return NULL;
-	/* aliases that no column name can shadow: the VALUES columns are c1..cN in $n order */
-	sqlbuf_append(&buf, "UPDATE ");
-	sqlbuf_append_table(&buf, table->nspname, table->relname);
-	sqlbuf_append(&buf, " AS sy_t");
-	for (uint16_t i = 0; i < table->ncols; i++)
-	{
-		if (!(plan->roles[i] & APPLY_SQL_ROLE_SET))
-			continue;
-		sqlbuf_append(&buf, first ? " SET " : ", ");
-		first = false;
-		sqlbuf_append_identifier(&buf, table->columns[i].name);
-		sqlbuf_appendf(&buf, " = sy_v.c%d", ++alias);
-	}
-	if (first)
-	{
-		free(buf.data);
-		return NULL;
-	}
-	sqlbuf_append(&buf, " FROM (VALUES ");
+	sqlbuf_append(buf, " (VALUES ");
 	for (int row = 0; row < rows; row++)
 	{
 		bool first_value = true;
 
-		sqlbuf_append(&buf, row ? ", (" : "(");
+		sqlbuf_append(buf, row ? ", (" : "(");
 		for (int pass = 0; pass < 2; pass++)
 		{
 			int role = pass == 0 ? APPLY_SQL_ROLE_SET : APPLY_SQL_ROLE_MATCH;
@@ -443,32 +424,76 @@ apply_sql_build_update_rows(const ApplySqlTable *table, const ApplySqlPlan *plan
 			{
 				if (!(plan->roles[i] & role))
 					continue;
-				sqlbuf_appendf(&buf, first_value ? "$%d::" : ", $%d::", ++param);
-				sqlbuf_append(&buf, table->columns[i].type_name);
+				sqlbuf_appendf(buf, first_value ? "$%d::" : ", $%d::", ++param);
+				sqlbuf_append(buf, table->columns[i].type_name);
 				first_value = false;
 			}
 		}
-		sqlbuf_append(&buf, ")");
+		sqlbuf_append(buf, ")");
 	}
-	sqlbuf_append(&buf, ") AS sy_v (");
+	sqlbuf_append(buf, ") AS sy_v (");
 	for (int i = 1; i <= plan->nparams; i++)
-		sqlbuf_appendf(&buf, i > 1 ? ", c%d" : "c%d", i);
-	sqlbuf_append(&buf, ")");
-	first = true;
+		sqlbuf_appendf(buf, i > 1 ? ", c%d" : "c%d", i);
+	sqlbuf_append(buf, ")");
 	for (uint16_t i = 0; i < table->ncols; i++)
 	{
 		const ApplySqlColumn *column = &table->columns[i];
 
 		if (!(plan->roles[i] & APPLY_SQL_ROLE_MATCH))
 			continue;
-		sqlbuf_append(&buf, first ? " WHERE sy_t." : " AND sy_t.");
+		sqlbuf_append(buf, first ? " WHERE sy_t." : " AND sy_t.");
 		first = false;
-		sqlbuf_append_identifier(&buf, column->name);
-		sqlbuf_append(&buf, column->text_compare ? "::text = sy_v." : " = sy_v.");
-		sqlbuf_appendf(&buf, "c%d", ++alias);
+		sqlbuf_append_identifier(buf, column->name);
+		sqlbuf_append(buf, column->text_compare ? "::text = sy_v." : " = sy_v.");
+		sqlbuf_appendf(buf, "c%d", ++alias);
 		if (column->text_compare)
-			sqlbuf_append(&buf, "::text");
+			sqlbuf_append(buf, "::text");
 	}
+}
+
+char *
+apply_sql_build_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows)
+{
+	SqlBuf buf = {0};
+	int nset = 0;
+	bool has_match = false;
+
+	if ((plan->kind != APPLY_SQL_UPDATE && plan->kind != APPLY_SQL_DELETE) || plan->full || rows < 1)
+		return NULL;
+	for (uint16_t i = 0; i < table->ncols; i++)
+	{
+		if (plan->roles[i] && table->columns[i].type_name == NULL)
+			return NULL;
+		has_match |= (plan->roles[i] & APPLY_SQL_ROLE_MATCH) != 0;
+	}
+	if (!has_match)
+		return NULL;
+	if (plan->kind == APPLY_SQL_DELETE)
+	{
+		sqlbuf_append(&buf, "DELETE FROM ");
+		sqlbuf_append_table(&buf, table->nspname, table->relname);
+		sqlbuf_append(&buf, " AS sy_t USING");
+		build_values_join(&buf, table, plan, rows, 0);
+		return sqlbuf_finish(&buf);
+	}
+	sqlbuf_append(&buf, "UPDATE ");
+	sqlbuf_append_table(&buf, table->nspname, table->relname);
+	sqlbuf_append(&buf, " AS sy_t");
+	for (uint16_t i = 0; i < table->ncols; i++)
+	{
+		if (!(plan->roles[i] & APPLY_SQL_ROLE_SET))
+			continue;
+		sqlbuf_append(&buf, nset == 0 ? " SET " : ", ");
+		sqlbuf_append_identifier(&buf, table->columns[i].name);
+		sqlbuf_appendf(&buf, " = sy_v.c%d", ++nset);
+	}
+	if (nset == 0)
+	{
+		free(buf.data);
+		return NULL;
+	}
+	sqlbuf_append(&buf, " FROM");
+	build_values_join(&buf, table, plan, rows, nset);
 	return sqlbuf_finish(&buf);
 }
 

@@ -18,13 +18,13 @@
 #define APPLY_GROUP_MAX_PARAMS 65535   /* the protocol's limit per statement */
 
 /*
- * Inserts (or key-matched updates of distinct rows) of one relation and column set, copied
- * out of the decoder's scratch memory, which lives only until the next message.
+ * Inserts (or key-matched updates or deletes of distinct rows) of one relation and column
+ * set, copied out of the decoder's scratch memory, which lives only until the next message.
  */
 typedef struct ApplyGroup
 {
 	void *owner;               /* the relation the rows belong to; NULL: the group is free */
-	char kind;                 /* 'I' or 'U' */
+	char kind;                 /* 'I', 'U' or 'D' */
 	uint16_t ncols;
 	uint8_t *roles;            /* the shared plan's roles (ncols) */
 	size_t roles_cap;

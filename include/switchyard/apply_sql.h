@@ -77,11 +77,11 @@ char *apply_sql_build(const ApplySqlTable *table, const ApplySqlPlan *plan);
  */
 char *apply_sql_build_insert(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows);
 /*
- * One UPDATE of `rows` rows that share an update plan with a key match (not FULL): joins a
+ * One UPDATE or DELETE of `rows` rows that share a plan with a key match (not FULL): joins a
  * VALUES list, each row's parameters as the plan orders them, cast to the column types
  * (type_name must be set for every SET and MATCH column). The keys of the rows must differ.
  */
-char *apply_sql_build_update_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows);
+char *apply_sql_build_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows);
 
 /* TRUNCATE of every table of one message, flags as in PGOUTPUT_TRUNCATE_* (malloc'd). */
 char *apply_sql_truncate(const ApplySqlTable *const *tables, uint32_t ntables, uint8_t flags);

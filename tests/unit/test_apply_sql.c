@@ -491,7 +491,7 @@ update_of_many_rows_joins_typed_values(void **state)
 	f.columns[1].type_name = "character varying";
 	f.columns[2].type_name = "json";
 	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
-	sql = apply_sql_build_update_rows(&f.table, &f.plan, 2);
+	sql = apply_sql_build_rows(&f.table, &f.plan, 2);
 	assert_string_equal(sql,
 						"UPDATE \"chat\".\"Messages\" AS sy_t SET \"body\" = sy_v.c1, \"meta\" = sy_v.c2 "
 						"FROM (VALUES ($1::character varying, $2::json, $3::bigint), "
@@ -500,7 +500,35 @@ update_of_many_rows_joins_typed_values(void **state)
 	free(sql);
 	/* without the target types there is no safe multi-row form */
 	f.columns[2].type_name = NULL;
-	assert_null(apply_sql_build_update_rows(&f.table, &f.plan, 2));
+	assert_null(apply_sql_build_rows(&f.table, &f.plan, 2));
+}
+
+static void
+delete_of_many_rows_joins_typed_keys(void **state)
+{
+	Fixture f;
+	TupleValue values[3] = {text_value("7"), text_value("x"), text_value("(1,2)")};
+	TupleData tuple = {3, values};
+	char *sql;
+
+	(void) state;
+	fixture_init(&f, "chat", "Room \"Members\"", 'd');
+	add_column(&f, "room", true, false);
+	add_column(&f, "body", false, false);
+	add_column(&f, "spot", true, true);
+	f.columns[0].type_name = "integer";
+	f.columns[1].type_name = "text";
+	f.columns[2].type_name = "point";
+	assert_true(apply_sql_plan_delete(&f.table, 'K', &tuple, &f.plan, f.err, sizeof(f.err)));
+	sql = apply_sql_build_rows(&f.table, &f.plan, 2);
+	assert_string_equal(sql,
+						"DELETE FROM \"chat\".\"Room \"\"Members\"\"\" AS sy_t USING (VALUES "
+						"($1::integer, $2::point), ($3::integer, $4::point)) AS sy_v (c1, c2) "
+						"WHERE sy_t.\"room\" = sy_v.c1 AND sy_t.\"spot\"::text = sy_v.c2::text");
+	free(sql);
+	/* REPLICA IDENTITY FULL may match duplicates: one row at a time */
+	f.plan.full = true;
+	assert_null(apply_sql_build_rows(&f.table, &f.plan, 2));
 }
 
 static void
@@ -553,6 +581,7 @@ main(void)
 		cmocka_unit_test(parameters_are_numbered_past_nine),
 		cmocka_unit_test(insert_of_many_rows_numbers_each_row),
 		cmocka_unit_test(update_of_many_rows_joins_typed_values),
+		cmocka_unit_test(delete_of_many_rows_joins_typed_keys),
 		cmocka_unit_test(insert_without_columns_uses_default_values),
 		cmocka_unit_test(timestamp_formats_as_utc_text),
 	};
