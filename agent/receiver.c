@@ -205,9 +205,14 @@ receiver_restore_stream_relations(Receiver *receiver, uint32_t top_xid, Lsn lsn)
 	return true;
 }
 
-/* At stream commit the stream's Relation messages become the main stream's: strip the [xid]. */
+/*
+ * At stream commit the stream's Relation messages become the main stream's: strip the [xid].
+ * The source will not send them again to this walsender, so besides the preamble of later
+ * segments they go into the main spool itself, before the commit record: a reader that starts
+ * this segment after the stream's file was applied and released still meets them.
+ */
 static bool
-receiver_promote_stream_relations(Receiver *receiver, uint32_t top_xid)
+receiver_promote_stream_relations(Receiver *receiver, uint32_t top_xid, Lsn lsn)
 {
 	for (size_t i = 0; i < receiver->n_stream_relations; i++)
 	{
@@ -217,7 +222,8 @@ receiver_promote_stream_relations(Receiver *receiver, uint32_t top_xid)
 			continue;
 		/* 'R' + Int32 xid + body  ->  'R' + body */
 		memmove(entry->message + 1, entry->message + 5, entry->len - 5);
-		if (!spool_remember_relation(receiver->spool, entry->relid, entry->message, entry->len - 4))
+		if (!spool_remember_relation(receiver->spool, entry->relid, entry->message, entry->len - 4) ||
+			!spool_append(receiver->spool, SPOOL_CHANGE, lsn, entry->message, entry->len - 4, LSN_INVALID))
 			return false;
 	}
 	receiver_forget_stream_relations(receiver, top_xid);
@@ -271,7 +277,7 @@ receiver_handle_message(Receiver *receiver, Lsn lsn, const uint8_t *data, size_t
 				receiver_forget_stream_relations(receiver, msg.xid);
 				return spool_stream_abort(spool, msg.xid, msg.xid);
 			}
-			if (!receiver_promote_stream_relations(receiver, msg.xid))
+			if (!receiver_promote_stream_relations(receiver, msg.xid, lsn))
 				return false;
 			return spool_stream_commit(spool, msg.xid, msg.commit.end_lsn, data, len);
 		case PGOUTPUT_STREAM_ABORT:

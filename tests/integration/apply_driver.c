@@ -46,6 +46,61 @@ get_be64(const uint8_t *p)
 	return v;
 }
 
+/* Relation messages seen inside open streams, main-stream form, until their stream ends. */
+typedef struct CapturedRelation
+{
+	uint32_t top_xid;
+	uint8_t *plain;
+	size_t len;
+} CapturedRelation;
+
+static CapturedRelation *captured_relations;
+static size_t n_captured_relations;
+
+static bool
+capture_stream_relation(uint32_t top_xid, const uint8_t *plain, size_t len)
+{
+	CapturedRelation *grown = realloc(captured_relations,
+									  (n_captured_relations + 1) * sizeof(*captured_relations));
+	uint8_t *copy = malloc(len);
+
+	if (grown == NULL || copy == NULL)
+	{
+		free(copy);
+		if (grown != NULL)
+			captured_relations = grown;
+		return false;
+	}
+	captured_relations = grown;
+	memcpy(copy, plain, len);
+	captured_relations[n_captured_relations++] = (CapturedRelation) {top_xid, copy, len};
+	return true;
+}
+
+/* The stream ended: at a commit its Relation messages go into the main spool, as the receiver's do. */
+static bool
+capture_stream_end(Spool *spool, uint32_t top_xid, Lsn lsn, bool committed)
+{
+	size_t kept = 0;
+	bool ok = true;
+
+	for (size_t i = 0; i < n_captured_relations; i++)
+	{
+		CapturedRelation *r = &captured_relations[i];
+
+		if (r->top_xid != top_xid)
+		{
+			captured_relations[kept++] = *r;
+			continue;
+		}
+		if (committed && ok)
+			ok = spool_append(spool, SPOOL_CHANGE, lsn, r->plain, r->len, 0);
+		free(r->plain);
+	}
+	n_captured_relations = kept;
+	return ok;
+}
+
 /* Routes one pgoutput message to the spool like the receiver does. */
 static int
 capture_message(Spool *spool, PgoutputScratch *scratch, Lsn lsn, const uint8_t *data, size_t len,
@@ -71,9 +126,13 @@ capture_message(Spool *spool, PgoutputScratch *scratch, Lsn lsn, const uint8_t *
 			*in_stream = false;
 			return 0;
 		case PGOUTPUT_STREAM_ABORT:
+			if (m.stream_abort.subxid == m.xid)
+				capture_stream_end(spool, m.xid, lsn, false);
 			return spool_stream_abort(spool, m.xid, m.stream_abort.subxid) ? 0 : -1;
 		case PGOUTPUT_STREAM_COMMIT:
 			*last_end = m.commit.end_lsn;
+			if (!capture_stream_end(spool, m.xid, lsn, true))
+				return -1;
 			return spool_stream_commit(spool, m.xid, m.commit.end_lsn, data, len) ? 0 : -1;
 		default:
 			break;
@@ -89,7 +148,8 @@ capture_message(Spool *spool, PgoutputScratch *scratch, Lsn lsn, const uint8_t *
 				return -1;
 			plain[0] = data[0];
 			memcpy(plain + 1, data + 5, len - 5);
-			if (!spool_remember_relation(spool, m.relation.relid, plain, len - 4))
+			if (!spool_remember_relation(spool, m.relation.relid, plain, len - 4) ||
+				!capture_stream_relation(*stream_xid, plain, len - 4))
 			{
 				free(plain);
 				return -1;
