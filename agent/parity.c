@@ -2699,30 +2699,6 @@ parity_insert_sql(const ParityTable *table, bool repeated)
 }
 
 static char *
-parity_update_sql(const ParityTable *table, int *nset)
-{
-	ParityBuf buf = {0};
-	int param = 1;
-
-	parity_buf_printf(&buf, "UPDATE %s%s SET ", table->only ? "ONLY " : "", table->qualified);
-	for (int i = 0; i < table->ncolumns; i++)
-	{
-		bool is_key = false;
-
-		for (int k = 0; k < table->nkeys; k++)
-			is_key |= table->key[k] == i;
-		if (table->columns[i].generated || is_key)
-			continue;
-		parity_buf_printf(&buf, "%s%s = $%d::%s", param > 1 ? ", " : "", table->columns[i].quoted,
-						  param, table->columns[i].type_name);
-		param++;
-	}
-	*nset = param - 1;
-	parity_append_key_equals(&buf, table, param);
-	return parity_buf_finish(&buf);
-}
-
-static char *
 parity_delete_sql(const ParityTable *table)
 {
 	ParityBuf buf = {0};
@@ -2734,8 +2710,7 @@ parity_delete_sql(const ParityTable *table)
 
 /* The source row's writable values (then extra parameters) as text parameters. */
 static const char **
-parity_row_params(const PGresult *row, int r, int column_offset, const ParityTable *table,
-				  bool skip_keys, int extra)
+parity_row_params(const PGresult *row, int r, int column_offset, const ParityTable *table, int extra)
 {
 	const char **params = calloc((size_t) (table->ncolumns + extra + 1), sizeof(char *));
 	int n = 0;
@@ -2744,11 +2719,7 @@ parity_row_params(const PGresult *row, int r, int column_offset, const ParityTab
 		return NULL;
 	for (int i = 0; i < table->ncolumns; i++)
 	{
-		bool is_key = false;
-
-		for (int k = 0; skip_keys && k < table->nkeys; k++)
-			is_key |= table->key[k] == i;
-		if (table->columns[i].generated || is_key)
+		if (table->columns[i].generated)
 			continue;
 		params[n++] = PQgetisnull(row, r, i + column_offset) ? NULL : PQgetvalue(row, r, i + column_offset);
 	}
@@ -2765,22 +2736,54 @@ parity_count_writable(const ParityTable *table)
 	return n;
 }
 
+/* Whether some writable column lies outside the key: else a row cannot change but by its key. */
+static bool
+parity_has_non_key_values(const ParityTable *table)
+{
+	for (int i = 0; i < table->ncolumns; i++)
+	{
+		bool is_key = false;
+
+		for (int k = 0; k < table->nkeys; k++)
+			is_key |= table->key[k] == i;
+		if (!table->columns[i].generated && !is_key)
+			return true;
+	}
+	return false;
+}
+
 static bool
 parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityError *error)
 {
 	ParityTableResult *result = &table->result;
 	char *insert = parity_insert_sql(table, false);
 	char *delete = parity_delete_sql(table);
-	char *update = NULL;
-	int nset = 0;
+	bool changeable = parity_has_non_key_values(table);
 	int nwritable = parity_count_writable(table);
 	bool ok = false;
 
-	update = parity_update_sql(table, &nset);
-	if (insert == NULL || delete == NULL || update == NULL)
+	if (insert == NULL || delete == NULL)
 	{
 		parity_out_of_memory(error);
 		goto cleanup;
+	}
+	/*
+	 * Extra and changed rows go first, then the source's images of the missing and changed
+	 * ones are inserted: rows that hold each other's unique values on the target (positions
+	 * swapped, a value moved to another key) would collide if rewritten one by one in key
+	 * order. A row of key columns only cannot change without changing its key.
+	 */
+	for (int i = 0; i < result->ndifferences; i++)
+	{
+		ParityDifference *diff = &result->differences[i];
+
+		if (diff->kind == PARITY_MISSING || (diff->kind == PARITY_CHANGED && !changeable))
+			continue;
+		if (!parity_exec(target, PARITY_SIDE_TARGET, delete, table->nkeys, (const char *const *) diff->key,
+						 diff->kind == PARITY_EXTRA ? "delete an extra row" : "delete a changed row", table, error))
+			goto cleanup;
+		if (diff->kind == PARITY_EXTRA)
+			result->repaired++;
 	}
 	for (int i = 0; i < result->ndifferences; i++)
 	{
@@ -2789,14 +2792,8 @@ parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityEr
 		const char **params = NULL;
 		bool step;
 
-		if (diff->kind == PARITY_EXTRA)
-		{
-			if (!parity_exec(target, PARITY_SIDE_TARGET, delete, table->nkeys,
-							 (const char *const *) diff->key, "delete an extra row", table, error))
-				goto cleanup;
-			result->repaired++;
+		if (diff->kind == PARITY_EXTRA || (diff->kind == PARITY_CHANGED && !changeable))
 			continue;
-		}
 		if (!parity_fetch_row(source, PARITY_SIDE_SOURCE, table, diff->key, &row, error))
 			goto cleanup;
 		if (PQntuples(row) != 1)
@@ -2804,30 +2801,15 @@ parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityEr
 			PQclear(row);
 			continue;
 		}
-		/* a row of key columns only cannot change without changing its key */
-		if (diff->kind == PARITY_CHANGED && nset == 0)
-		{
-			PQclear(row);
-			continue;
-		}
-		params = diff->kind == PARITY_MISSING ? parity_row_params(row, 0, 0, table, false, 0)
-			: parity_row_params(row, 0, 0, table, true, table->nkeys);
+		params = parity_row_params(row, 0, 0, table, 0);
 		if (params == NULL)
 		{
 			PQclear(row);
 			parity_out_of_memory(error);
 			goto cleanup;
 		}
-		if (diff->kind == PARITY_MISSING)
-			step = parity_exec(target, PARITY_SIDE_TARGET, insert, nwritable, params,
-							   "insert a missing row", table, error);
-		else
-		{
-			for (int k = 0; k < table->nkeys; k++)
-				params[nset + k] = diff->key[k];
-			step = parity_exec(target, PARITY_SIDE_TARGET, update, nset + table->nkeys, params,
-							   "update a changed row", table, error);
-		}
+		step = parity_exec(target, PARITY_SIDE_TARGET, insert, nwritable, params,
+						   diff->kind == PARITY_MISSING ? "insert a missing row" : "write a changed row", table, error);
 		free(params);
 		PQclear(row);
 		if (!step)
@@ -2839,7 +2821,6 @@ parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityEr
 cleanup:
 	free(insert);
 	free(delete);
-	free(update);
 	return ok;
 }
 
@@ -2904,7 +2885,7 @@ parity_repair_keyless(ParityTable *table, PGconn *source, PGconn *target, Parity
 				PQclear(row);
 				continue;
 			}
-			values = parity_row_params(row, 0, 0, table, false, 1);
+			values = parity_row_params(row, 0, 0, table, 1);
 			if (values == NULL)
 			{
 				PQclear(row);

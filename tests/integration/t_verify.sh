@@ -2,8 +2,9 @@
 # switchyard verify against a running agent while the chat workload keeps writing: no
 # difference on equal databases, every time; each kind of divergence injected on the target
 # (deleted row, extra row, one changed value per common type including NULL versus '', a
-# TOASTed column left unchanged by later updates, a duplicated row in a keyless table) is
-# found exactly, down to the column; --repair makes the target equal; without an agent the
+# TOASTed column left unchanged by later updates, a duplicated row in a keyless table, two
+# rows with their unique names swapped, a missing row whose unique name an extra row holds)
+# is found exactly, down to the column; --repair makes the target equal; without an agent the
 # output says there was no common point; schema differences are reported per table.
 . "$(dirname "$0")/lib.sh"
 harness_init 200
@@ -104,6 +105,11 @@ sid=$(psql_on DST "SELECT id FROM status_history WHERE inquiry_id = 601 AND old_
 psql_on DST "SET session_replication_role = replica;
 	DELETE FROM status_history WHERE id = $sid;
 	INSERT INTO agents (id, name) VALUES (9999, 'ghost agent');
+	UPDATE agents SET name = 'spare' WHERE id = 1;
+	UPDATE agents SET name = 'agent 1' WHERE id = 2;
+	UPDATE agents SET name = 'agent 2' WHERE id = 1;
+	DELETE FROM agents WHERE id = 3;
+	INSERT INTO agents (id, name, email, active, max_load) SELECT 9998, 'agent 3', email, active, max_load FROM agents WHERE id = 4;
 	UPDATE parity_types SET i = i + 1 WHERE id = 1;
 	UPDATE parity_types SET t = NULL WHERE id = 2;
 	UPDATE parity_types SET n = n + 0.0001 WHERE id = 3;
@@ -125,7 +131,11 @@ run_verify
 ok "the workload is still writing" _sy_pid_alive "$WORKLOAD_PID"
 is "$VRC" 5 "verify exits 5 (parity failure) on the injected differences" || diag "$VERR"
 expected=$(LC_ALL=C sort <<EOF
+public.agents changed {"id": "1"} name
+public.agents changed {"id": "2"} name
+public.agents extra {"id": "9998"}
 public.agents extra {"id": "9999"}
+public.agents missing {"id": "3"}
 public.parity_types changed {"id": "1"} i
 public.parity_types changed {"id": "2"} t
 public.parity_types changed {"id": "3"} n
@@ -163,7 +173,7 @@ latest=$(VOUT=$(cat "$AGENT_STATE/parity/latest.json" 2>/dev/null) report_sql \
 	"SELECT (:'r'::jsonb->'tables'->'public.parity_types'->>'changed') || ' ' ||
 	        (:'r'::jsonb->'tables'->'public.agents'->>'extra') || ' ' ||
 	        (:'r'::jsonb->'tables'->'public.parity_types'->>'lsn' ~ '^[0-9A-F]+/[0-9A-F]+$')")
-is "$latest" "9 1 true" "latest.json keeps the latest result per table, with its LSN"
+is "$latest" "9 2 true" "latest.json keeps the latest result per table, with its LSN"
 
 run_verify --table public.parity_types --table public.agents
 is "$VRC/$(report_sql "SELECT jsonb_array_length(:'r'::jsonb->'tables')")" "5/2" \
@@ -174,8 +184,8 @@ is "$VRC/$(report_sql "SELECT jsonb_array_length(:'r'::jsonb->'tables')")" "5/2"
 run_verify --repair
 is "$VRC/$(json_get "$VOUT" result)" "0/repaired" "verify --repair writes the source's rows and exits 0" ||
 	diag "$VERR" "$(differences | head -n 20)"
-is "$(report_sql "SELECT :'r'::jsonb->'totals'->>'repaired'")" 14 \
-	"it wrote the 14 differing rows (11 of parity_types, one agent, one history row, one copy)"
+is "$(report_sql "SELECT :'r'::jsonb->'totals'->>'repaired'")" 18 \
+	"it wrote the 18 differing rows (11 of parity_types, 5 agents, one history row, one copy)"
 run_verify
 is "$VRC/$(total)" "0/0" "verify after the repair is clean, while the workload keeps writing" ||
 	diag "$(differences | head -n 20)" "$VERR"
