@@ -1206,16 +1206,16 @@ apply_progress(Applier *a, Lsn lsn)
  * equality (following domains to their base and arrays to their element; enums, ranges
  * and multiranges always have one). Composite types and json, point, xml... have none.
  */
+/* The tables that hold rows: c itself, or the leaf partitions of a partitioned c. */
+#define APPLY_CATALOG_LEAVES \
+	"SELECT c.oid WHERE c.relkind = 'r'" \
+	" UNION SELECT relid FROM pg_catalog.pg_partition_tree(c.oid) WHERE isleaf"
 /*
  * Per column: relkind, name, type, has_equality, fires (triggers or rules in replica mode),
  * leads_index (it may be a keyless table's group column: TOUCHED_GROUP_COLUMN_SQL),
  * unique_total (unique indexes and exclusion constraints of the table or of its leaf
  * partitions) and unique_with (how many of those unique indexes have this column as a key).
  */
-/* The tables that hold rows: c itself, or the leaf partitions of a partitioned c. */
-#define APPLY_CATALOG_LEAVES \
-	"SELECT c.oid WHERE c.relkind = 'r'" \
-	" UNION SELECT relid FROM pg_catalog.pg_partition_tree(c.oid) WHERE isleaf"
 #define APPLY_CATALOG_SELECT \
 	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), " \
 	" (WITH RECURSIVE chain(typ, depth) AS (" \
@@ -1841,9 +1841,13 @@ apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint64
 	{
 		/* the row's update waiting in a group goes first */
 		for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
-			if (rel->update_groups[i] >= 0 && apply_group_has_key(&a->groups[rel->update_groups[i]], key) &&
-				!apply_send_group(a, rel->update_groups[i]))
+		{
+			int waiting = rel->update_groups[i];
+
+			if (waiting >= 0 && apply_group_has_key(&a->groups[waiting], key) &&
+				!apply_send_group(a, waiting))
 				return false;
+		}
 	}
 	if (plan->kind == APPLY_SQL_UPDATE)
 	{

@@ -205,8 +205,8 @@ apply_group_replace(ApplyGroup *g, int row, const ApplySqlPlan *plan)
 	size_t bytes = plan_bytes(plan);
 
 	/* the old values stay in the buffer unused until the group is sent */
-	if (row < 0 || row >= g->rows || g->width != plan->nparams ||
-		g->len + bytes > APPLY_GROUP_BYTES || !reserve(g, (size_t) g->rows * (size_t) g->width, g->len + bytes))
+	if (row < 0 || row >= g->rows || g->width != plan->nparams || g->len + bytes > APPLY_GROUP_BYTES ||
+		!reserve(g, (size_t) g->rows * (size_t) g->width, g->len + bytes))
 		return false;
 	for (int i = 0; i < plan->nparams; i++)
 	{

@@ -2779,8 +2779,10 @@ parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityEr
 
 		if (diff->kind == PARITY_MISSING || (diff->kind == PARITY_CHANGED && !changeable))
 			continue;
-		if (!parity_exec(target, PARITY_SIDE_TARGET, delete, table->nkeys, (const char *const *) diff->key,
-						 diff->kind == PARITY_EXTRA ? "delete an extra row" : "delete a changed row", table, error))
+		if (!parity_exec(target, PARITY_SIDE_TARGET, delete, table->nkeys,
+						 (const char *const *) diff->key,
+						 diff->kind == PARITY_EXTRA ? "delete an extra row" : "delete a changed row",
+						 table, error))
 			goto cleanup;
 		if (diff->kind == PARITY_EXTRA)
 			result->repaired++;
@@ -2809,7 +2811,8 @@ parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityEr
 			goto cleanup;
 		}
 		step = parity_exec(target, PARITY_SIDE_TARGET, insert, nwritable, params,
-						   diff->kind == PARITY_MISSING ? "insert a missing row" : "write a changed row", table, error);
+						   diff->kind == PARITY_MISSING ? "insert a missing row" : "write a changed row",
+						   table, error);
 		free(params);
 		PQclear(row);
 		if (!step)
