@@ -111,6 +111,29 @@ reserve(ApplyGroup *g, size_t params, size_t bytes)
 	return true;
 }
 
+/* Copies the plan's values to the end of the buffer, as the parameters from base on. */
+static void
+store_values(ApplyGroup *g, size_t base, const ApplySqlPlan *plan)
+{
+	for (int i = 0; i < plan->nparams; i++)
+	{
+		const TupleValue *v = plan->params[i];
+
+		g->lengths[base + i] = (int) v->length;
+		g->formats[base + i] = v->kind == TUPLE_VALUE_BINARY;
+		g->binary |= (v->kind == TUPLE_VALUE_BINARY);
+		if (v->kind == TUPLE_VALUE_NULL)
+		{
+			g->offsets[base + i] = SIZE_MAX;
+			continue;
+		}
+		g->offsets[base + i] = g->len;
+		memcpy(g->data + g->len, v->data, v->length);
+		g->data[g->len + v->length] = '\0';
+		g->len += v->length + 1;
+	}
+}
+
 bool
 apply_group_append(ApplyGroup *g, void *owner, uint16_t ncols, const ApplySqlPlan *plan,
 				   uint64_t key, uint64_t lsn)
@@ -144,23 +167,7 @@ apply_group_append(ApplyGroup *g, void *owner, uint16_t ncols, const ApplySqlPla
 			g->owner = NULL;
 		return false;
 	}
-	for (int i = 0; i < plan->nparams; i++)
-	{
-		const TupleValue *v = plan->params[i];
-
-		g->lengths[base + i] = (int) v->length;
-		g->formats[base + i] = v->kind == TUPLE_VALUE_BINARY;
-		g->binary |= (v->kind == TUPLE_VALUE_BINARY);
-		if (v->kind == TUPLE_VALUE_NULL)
-		{
-			g->offsets[base + i] = SIZE_MAX;
-			continue;
-		}
-		g->offsets[base + i] = g->len;
-		memcpy(g->data + g->len, v->data, v->length);
-		g->data[g->len + v->length] = '\0';
-		g->len += v->length + 1;
-	}
+	store_values(g, base, plan);
 	g->keys[g->rows++] = key;
 	g->changes++;
 	return true;
@@ -208,23 +215,7 @@ apply_group_replace(ApplyGroup *g, int row, const ApplySqlPlan *plan)
 	if (row < 0 || row >= g->rows || g->width != plan->nparams || g->len + bytes > APPLY_GROUP_BYTES ||
 		!reserve(g, (size_t) g->rows * (size_t) g->width, g->len + bytes))
 		return false;
-	for (int i = 0; i < plan->nparams; i++)
-	{
-		const TupleValue *v = plan->params[i];
-
-		g->lengths[base + i] = (int) v->length;
-		g->formats[base + i] = v->kind == TUPLE_VALUE_BINARY;
-		g->binary |= (v->kind == TUPLE_VALUE_BINARY);
-		if (v->kind == TUPLE_VALUE_NULL)
-		{
-			g->offsets[base + i] = SIZE_MAX;
-			continue;
-		}
-		g->offsets[base + i] = g->len;
-		memcpy(g->data + g->len, v->data, v->length);
-		g->data[g->len + v->length] = '\0';
-		g->len += v->length + 1;
-	}
+	store_values(g, base, plan);
 	g->changes++;
 	return true;
 }
