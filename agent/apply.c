@@ -1788,6 +1788,21 @@ apply_update_group_for(const Applier *a, const ApplyRelation *rel, const ApplySq
 	return -1;
 }
 
+/* Sends rel's update groups (but except) that may hold the row of key: its change goes first. */
+static bool
+apply_send_updates_of(Applier *a, ApplyRelation *rel, uint64_t key, int except)
+{
+	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
+	{
+		int waiting = rel->update_groups[i];
+
+		if (waiting >= 0 && waiting != except && apply_group_has_key(&a->groups[waiting], key) &&
+			!apply_send_group(a, waiting))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Where an update of rel goes: the open group of its column set, after its row's earlier
  * update under another column set was sent; NULL when the update merged into the earlier
@@ -1800,14 +1815,8 @@ apply_update_slot(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint
 	int fullest = 0;
 
 	*merged = false;
-	for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
-	{
-		int other = rel->update_groups[i];
-
-		if (other >= 0 && other != slot && apply_group_has_key(&a->groups[other], key) &&
-			!apply_send_group(a, other))
-			return NULL;
-	}
+	if (!apply_send_updates_of(a, rel, key, slot))
+		return NULL;
 	/* the same row updated again (a counter, a room's last activity): one row, the later values */
 	if (slot >= 0 && !rel->ordered && apply_group_has_key(&a->groups[slot], key))
 	{
@@ -1844,18 +1853,8 @@ apply_group_add(Applier *a, ApplyRelation *rel, const ApplySqlPlan *plan, uint64
 {
 	int *slot = plan->kind == APPLY_SQL_DELETE ? &rel->delete_group : &rel->insert_group;
 
-	if (plan->kind == APPLY_SQL_DELETE)
-	{
-		/* the row's update waiting in a group goes first */
-		for (int i = 0; i < APPLY_UPDATE_SHAPES; i++)
-		{
-			int waiting = rel->update_groups[i];
-
-			if (waiting >= 0 && apply_group_has_key(&a->groups[waiting], key) &&
-				!apply_send_group(a, waiting))
-				return false;
-		}
-	}
+	if (plan->kind == APPLY_SQL_DELETE && !apply_send_updates_of(a, rel, key, -1))
+		return false;
 	if (plan->kind == APPLY_SQL_UPDATE)
 	{
 		bool merged;
