@@ -19,6 +19,7 @@
 
 #include "switchyard/apply_group.h"
 #include "switchyard/apply_sql.h"
+#include "switchyard/catalog_sql.h"
 #include "switchyard/log.h"
 #include "switchyard/monotonic.h"
 #include "switchyard/pgoutput.h"
@@ -1228,7 +1229,7 @@ apply_progress(Applier *a, Lsn lsn)
  * partitions) and unique_with (how many of those unique indexes have this column as a key).
  */
 #define APPLY_CATALOG_SELECT \
-	"SELECT c.relkind, a.attname, pg_catalog.format_type(a.atttypid, NULL), " \
+	"SELECT c.relkind, a.attname, " CATALOG_CAST_TYPE_NAME_SQL("a.atttypid") ", " \
 	" (WITH RECURSIVE chain(typ, depth) AS (" \
 	"    SELECT a.atttypid, 0" \
 	"   UNION ALL" \

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "switchyard/catalog_sql.h"
 #include "switchyard/conninfo.h"
 #include "switchyard/log.h"
 #include "switchyard/touched.h"
@@ -945,11 +946,11 @@ parity_diff_kind_name(ParityDiffKind kind)
 	"       pg_catalog.format_type(a.atttypid, a.atttypmod) || " \
 	"         CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation " \
 	"              THEN ' COLLATE ' || pg_catalog.quote_ident(co.collname) ELSE '' END, " \
-	"       pg_catalog.format_type(a.atttypid, NULL), a.atttypid, t.typtype::text, " \
+	"       " CATALOG_CAST_TYPE_NAME_SQL("a.atttypid") ", a.atttypid, t.typtype::text, " \
 	"       CASE WHEN t.typlen = -1 AND t.typelem <> 0 " \
 	"             AND t.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc " \
 	"            THEN t.typelem ELSE 0 END, " \
-	"       t.typbasetype, pg_catalog.format_type(NULLIF(t.typbasetype, 0), NULL), " \
+	"       t.typbasetype, " CATALOG_CAST_TYPE_NAME_SQL("NULLIF(t.typbasetype, 0)") ", " \
 	"       CASE WHEN bt.typlen = -1 AND bt.typelem <> 0 " \
 	"             AND bt.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc " \
 	"            THEN bt.typelem ELSE 0 END, " \

@@ -24,7 +24,7 @@ typedef struct ApplySqlColumn
 	const char *name;
 	bool is_key;         /* flag 1 in the source's Relation message */
 	bool text_compare;   /* the target type has no default equality: compare as ::text */
-	const char *type_name;  /* the target column's type as format_type() spells it, or NULL */
+	const char *type_name;  /* the target column's type named for a cast (catalog_sql.h), or NULL */
 } ApplySqlColumn;
 
 /* A source relation (from its latest Relation message) joined with what the target says. */

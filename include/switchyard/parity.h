@@ -44,7 +44,7 @@ typedef struct ParityColumn
 {
 	char *name;                /* as in the catalog */
 	char *quoted;              /* "name", quotes doubled */
-	char *type_name;           /* format_type(type, NULL): for casts of parameters */
+	char *type_name;           /* for casts of parameters: qualified, no typmod (catalog_sql.h) */
 	char *base_type_name;      /* PARITY_CAST_BASE: the base type's name */
 	ParityCast cast;
 	/*

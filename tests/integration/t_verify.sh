@@ -3,7 +3,8 @@
 # difference on equal databases, every time; each kind of divergence injected on the target
 # (deleted row, extra row, one changed value per common type including NULL versus '', a
 # TOASTed column left unchanged by later updates, a duplicated row in a keyless table, two
-# rows with their unique names swapped, a missing row whose unique name an extra row holds)
+# rows with their unique names swapped, a missing row whose unique name an extra row holds, a
+# char(n) key and a domain over char(n) changed after its first character)
 # is found exactly, down to the column; --repair makes the target equal; without an agent the
 # output says there was no common point; schema differences are reported per table.
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +24,10 @@ types_table() {
 		        timestamptz '2024-01-01 00:00:00+00' + g * interval '1 hour', jsonb_build_object('g', g),
 		        decode(md5(g::text), 'hex'), ARRAY[g, g + 1], 'open',
 		        (SELECT string_agg(md5(g::text || s), '') FROM generate_series(1, 100) s), 'note'
+		 FROM generate_series(1, 20) g" \
+		"CREATE DOMAIN code8 AS char(8)" \
+		"CREATE TABLE parity_chars (code char(6) PRIMARY KEY, label code8, flags bit(4))" \
+		"INSERT INTO parity_chars SELECT 'key' || lpad(g::text, 3, '0'), 'label' || g, B'1010'
 		 FROM generate_series(1, 20) g" >/dev/null
 }
 
@@ -121,6 +126,9 @@ psql_on DST "SET session_replication_role = replica;
 	UPDATE parity_types SET big = overlay(big PLACING 'X' FROM 1500 FOR 1) WHERE id = 9;
 	DELETE FROM parity_types WHERE id = 10;
 	INSERT INTO parity_types (id, i, t) VALUES (100, 100, 'only on the target');
+	UPDATE parity_chars SET label = 'label9X' WHERE code = 'key009';
+	DELETE FROM parity_chars WHERE code = 'key010';
+	INSERT INTO parity_chars VALUES ('keyZZZ', 'extra', B'0101');
 	INSERT INTO webhook_events SELECT * FROM webhook_events
 	 WHERE ctid = (SELECT min(ctid) FROM webhook_events WHERE inquiry_id = 502 AND kind = 'created');" >/dev/null
 # an update on the source that leaves the changed TOASTed column unchanged
@@ -136,6 +144,9 @@ public.agents changed {"id": "2"} name
 public.agents extra {"id": "9998"}
 public.agents extra {"id": "9999"}
 public.agents missing {"id": "3"}
+public.parity_chars changed {"code": "key009"} label
+public.parity_chars extra {"code": "keyZZZ"}
+public.parity_chars missing {"code": "key010"}
 public.parity_types changed {"id": "1"} i
 public.parity_types changed {"id": "2"} t
 public.parity_types changed {"id": "3"} n
@@ -184,8 +195,8 @@ is "$VRC/$(report_sql "SELECT jsonb_array_length(:'r'::jsonb->'tables')")" "5/2"
 run_verify --repair
 is "$VRC/$(json_get "$VOUT" result)" "0/repaired" "verify --repair writes the source's rows and exits 0" ||
 	diag "$VERR" "$(differences | head -n 20)"
-is "$(report_sql "SELECT :'r'::jsonb->'totals'->>'repaired'")" 18 \
-	"it wrote the 18 differing rows (11 of parity_types, 5 agents, one history row, one copy)"
+is "$(report_sql "SELECT :'r'::jsonb->'totals'->>'repaired'")" 21 \
+	"it wrote the 21 differing rows (11 of parity_types, 5 agents, 3 char(n) rows, one history row, one copy)"
 run_verify
 is "$VRC/$(total)" "0/0" "verify after the repair is clean, while the workload keeps writing" ||
 	diag "$(differences | head -n 20)" "$VERR"
