@@ -39,8 +39,9 @@ CREATE TABLE fz_pool (i int PRIMARY KEY, s text NOT NULL);
 INSERT INTO fz_pool SELECT i, (SELECT string_agg(md5(i || ':' || j), '') FROM generate_series(1, 100) j)
 FROM generate_series(1, 16) i;
 
--- (a) plain key, two TOASTable columns (four column sets for updates), char(n), nullable int
-CREATE TABLE fz_plain (id int PRIMARY KEY, t1 text, t2 text, n int, tag char(8), v bigint NOT NULL DEFAULT 0);
+-- (a) plain key, two TOASTable columns (four column sets for updates), char(n), bit(n), nullable int
+CREATE TABLE fz_plain (id int PRIMARY KEY, t1 text, t2 text, n int, tag char(8), v bigint NOT NULL DEFAULT 0,
+	flags bit(4) NOT NULL DEFAULT B'0000');
 -- (b) a second unique column: updates go one statement each, values traded between rows
 CREATE TABLE fz_uniq (id int PRIMARY KEY, u int NOT NULL UNIQUE, note text);
 -- (c) composite key, changed by updates
@@ -113,7 +114,7 @@ BEGIN
 	WHEN 4 THEN
 		UPDATE fz_plain SET t2 = fz_text(), n = fz_int() WHERE id = k;
 	WHEN 5 THEN
-		UPDATE fz_plain SET n = fz_int(), tag = fz_tag() WHERE id = k;
+		UPDATE fz_plain SET n = fz_int(), tag = fz_tag(), flags = (fz_r(16) - 1)::bit(4) WHERE id = k;
 	WHEN 6 THEN
 		DELETE FROM fz_plain WHERE id = k;
 	WHEN 7 THEN                                                  -- the same key, other values
