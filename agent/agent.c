@@ -153,6 +153,19 @@ agent_set_phase(Agent *agent, const char *phase)
 	agent->state->phase = copy;
 }
 
+/* Why the agent stops: kept in the state for `switchyard status` once it has exited. */
+static void
+agent_note_error(Agent *agent, const char *error)
+{
+	char *copy;
+
+	if (agent->state == NULL || error == NULL || (copy = strdup(error)) == NULL)
+		return;
+	if (agent->state->last_error != NULL && agent->state->last_error != protobuf_c_empty_string)
+		free(agent->state->last_error);
+	agent->state->last_error = copy;
+}
+
 static bool
 agent_save_state(Agent *agent)
 {
@@ -1151,6 +1164,7 @@ agent_watch_copy(Agent *agent, int64_t now)
 	if (progress.failed)
 	{
 		log_error("the initial copy failed: %s", progress.error);
+		agent_note_error(agent, progress.error);
 		log_hint("fix the cause and run the same command again: the copy starts over");
 		agent->exit_code = EXIT_TARGET;
 		event_base_loopbreak(agent->base);
@@ -1247,6 +1261,20 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(agent->base);
 		return;
 	}
+	if (agent->receiver != NULL)
+	{
+		ReceiverStats rstats;
+
+		receiver_get_stats(agent->receiver, &rstats);
+		if (rstats.fatal)
+		{
+			/* the receiver logged the error and its hint */
+			agent_note_error(agent, rstats.last_error);
+			agent->exit_code = rstats.exit_code;
+			event_base_loopbreak(agent->base);
+			return;
+		}
+	}
 	if (agent->copy != NULL)
 	{
 		agent_watch_copy(agent, now);
@@ -1285,6 +1313,7 @@ agent_on_tick(evutil_socket_t fd, short what, void *arg)
 		else
 		{
 			log_error("the applier stopped: %s", astats.last_error[0] ? astats.last_error : "unknown error");
+			agent_note_error(agent, astats.last_error[0] ? astats.last_error : "the applier stopped");
 			agent->exit_code = astats.fatal ? EXIT_INTERNAL : EXIT_TARGET;
 		}
 		event_base_loopbreak(agent->base);
@@ -1328,6 +1357,7 @@ agent_stream(Agent *agent)
 	const CliOptions *options = agent->options;
 	SpoolOptions spool_options = {0};
 	ReceiverOptions receiver_options = {0};
+	char receiver_error[512] = "";
 	struct timeval tick = {0, AGENT_TICK_MS * 1000};
 
 	spool_options.dir = agent->spool_dir;
@@ -1358,6 +1388,7 @@ agent_stream(Agent *agent)
 
 			copy_get_progress(agent->copy, &progress);
 			log_error("the initial copy failed: %s", progress.error);
+		agent_note_error(agent, progress.error);
 			return EXIT_TARGET;
 		}
 		PQfinish(agent->export_conn);
@@ -1371,8 +1402,14 @@ agent_stream(Agent *agent)
 	receiver_options.slot_name = agent->state->slot_name;
 	receiver_options.publication_name = agent->state->publication_name;
 	receiver_options.spool = agent->spool;
+	receiver_options.error = receiver_error;
+	receiver_options.error_len = sizeof(receiver_error);
 	if (!receiver_start(&receiver_options, &agent->receiver))
+	{
+		agent_note_error(agent, receiver_error);
 		return EXIT_SOURCE;
+	}
+	agent_note_error(agent, "");   /* streaming again: an old error no longer holds */
 
 	if (!control_server_start(agent->base, options->state_dir, agent_on_control, agent, &agent->control))
 		return EXIT_INTERNAL;
@@ -1453,9 +1490,13 @@ agent_shutdown(Agent *agent)
 	agent->monitor = NULL;
 	if (agent->base != NULL)
 	{
-		event_del(&agent->tick);
-		event_del(&agent->sigterm);
-		event_del(&agent->sigint);
+		/* an agent that stopped early (the source refused it) never assigned them */
+		if (event_initialized(&agent->tick))
+			event_del(&agent->tick);
+		if (event_initialized(&agent->sigterm))
+			event_del(&agent->sigterm);
+		if (event_initialized(&agent->sigint))
+			event_del(&agent->sigint);
 	}
 	if (strcmp(agent->phase, "done") != 0)
 		agent_set_phase(agent, "stopped");

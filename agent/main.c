@@ -63,6 +63,7 @@ status_from_state(const CliOptions *options)
 	status.received_lsn = state->received_lsn;
 	status.flushed_lsn = state->flushed_lsn;
 	status.applied_lsn = state->applied_lsn;
+	status.last_error = state->last_error;
 	status.lag_bytes = state->received_lsn > state->applied_lsn
 		? state->received_lsn - state->applied_lsn : 0;
 	/* CONNECT stays revoked while the agent is stopped: say so (a damaged record is logged) */

@@ -16,8 +16,15 @@
 #include <libpq-fe.h>
 
 #include "switchyard/conninfo.h"
+#include "switchyard/exitcode.h"
 #include "switchyard/log.h"
+#include "switchyard/monotonic.h"
 #include "switchyard/pgoutput.h"
+
+/* A connection that lasted this long starts the next retries over at 1 s. */
+#define RECEIVER_STABLE_US INT64_C(30000000)
+/* How often a receiver waiting for room in a full spool looks again. */
+#define RECEIVER_ROOM_CHECK_US 250000
 
 /* A Relation message seen inside a streamed transaction (raw, with its [xid]). */
 typedef struct StreamRelation
@@ -47,6 +54,9 @@ struct Receiver
 	struct event synced_event;  /* the spool's syncer made more durable */
 	bool read_armed;
 	int retry_seconds;
+	int64_t connected_at_us;
+	bool suspended;           /* disconnected while the spool is full (spool_full timer armed) */
+	bool over_bound_logged;   /* said once that a full spool takes a transaction larger than it */
 
 	PgoutputScratch *scratch;
 	bool in_stream;           /* between Stream Start and Stream Stop */
@@ -64,7 +74,43 @@ struct Receiver
 };
 
 static void receiver_on_readable(evutil_socket_t fd, short what, void *arg);
+static void receiver_on_retry_timer(evutil_socket_t fd, short what, void *arg);
 static void receiver_connection_lost(Receiver *receiver, const char *why);
+static void receiver_disconnect(Receiver *receiver);
+
+#define RECEIVER_FINAL_HINT \
+	"this migration cannot resume from its replication slot: the slot was dropped or " \
+	"invalidated (e.g. by max_slot_wal_keep_size), its WAL was removed, or its publication was " \
+	"dropped (a slot decodes with the publications of its own past, so a new one does not " \
+	"help). Run \"switchyard cleanup\", then start the migration again with its initial copy " \
+	"(--truncate-target empties the target's tables first)"
+
+/*
+ * Errors of the source that no retry mends: the slot or the publication does not exist
+ * (42704), the slot cannot be read any more (55000: invalidated), its WAL is gone (58P01).
+ * "Slot in use by another process" (55006) and lost connections are retried.
+ */
+static bool
+receiver_error_is_final(const PGresult *res)
+{
+	const char *sqlstate = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+	return sqlstate != NULL && (strcmp(sqlstate, "42704") == 0 || strcmp(sqlstate, "55000") == 0 ||
+								strcmp(sqlstate, "58P01") == 0);
+}
+
+/* Streaming cannot go on: the agent stops with exit_code (see agent_on_tick). */
+static void
+receiver_fail(Receiver *receiver, int exit_code, const char *why, const char *hint)
+{
+	log_error("%s", why);
+	log_hint("%s", hint);
+	snprintf(receiver->stats.last_error, sizeof(receiver->stats.last_error), "%s", why);
+	receiver->stats.fatal = true;
+	receiver->stats.exit_code = exit_code;
+	if (receiver->conn != NULL)
+		receiver_disconnect(receiver);
+}
 
 static void
 receiver_arm_retry(Receiver *receiver)
@@ -382,25 +428,67 @@ receiver_pause_reading(Receiver *receiver)
 	}
 }
 
+/*
+ * A full spool waits for the applier only while the applier has something to apply: once it
+ * has read everything published, nothing can be freed before more arrives (a transaction
+ * larger than --spool-max, or than what the bound leaves of the segment being written).
+ */
+static bool
+receiver_must_wait_for_room(Receiver *receiver)
+{
+	if (!spool_reader_drained(receiver->spool))
+		return true;
+	if (!receiver->over_bound_logged)
+	{
+		log_info("the spool is over --spool-max, but the applier has read all of it: receiving goes "
+				 "on (a transaction may be larger than the bound)");
+		receiver->over_bound_logged = true;
+	}
+	return false;
+}
+
+/*
+ * The spool is full and the applier is behind: the receiver lets go of the source until there
+ * is room. It does not merely stop reading: a walsender left blocked on a full socket (and kept
+ * alive by status updates) cannot be stopped, so the source's shutdown and the checkpoint
+ * that invalidates a slot would wait for it.
+ */
+static void
+receiver_suspend_for_room(Receiver *receiver)
+{
+	struct timeval soon = {0, RECEIVER_ROOM_CHECK_US};
+
+	log_warning("spool is full (%llu bytes, --spool-max exceeded): disconnected from the source "
+				"until the applier frees space", (unsigned long long) spool_size_bytes(receiver->spool));
+	log_hint("check the target and the applier's errors, or raise --spool-max");
+	receiver->stats.spool_full = true;
+	receiver_send_feedback(receiver, false);
+	if (receiver->conn == NULL)
+		return;   /* the update failed: connection_lost has taken over */
+	receiver_disconnect(receiver);
+	receiver->suspended = true;
+	evtimer_add(&receiver->full_timer, &soon);
+}
+
 static void
 receiver_on_full_timer(evutil_socket_t fd, short what, void *arg)
 {
 	Receiver *receiver = arg;
-	struct timeval second = {1, 0};
+	struct timeval soon = {0, RECEIVER_ROOM_CHECK_US};
 
-	if (receiver->conn == NULL)
+	if (!receiver->suspended)
 		return;
-	if (spool_is_full(receiver->spool))
+	if (!spool_has_room(receiver->spool) && !spool_reader_drained(receiver->spool))
 	{
-		evtimer_add(&receiver->full_timer, &second);
+		evtimer_add(&receiver->full_timer, &soon);
 		return;
 	}
-	log_info("spool has room again: receiving from the source resumes");
+	log_info("spool has room again: reconnecting to the source");
+	receiver->suspended = false;
 	receiver->stats.spool_full = false;
-	event_add(&receiver->read_event, NULL);
-	receiver->read_armed = true;
-	/* libpq may already hold data that no socket event will announce again */
-	receiver_on_readable(PQsocket(receiver->conn), EV_READ, receiver);
+	receiver->over_bound_logged = false;
+	receiver->retry_seconds = 1;
+	receiver_on_retry_timer(-1, 0, receiver);
 }
 
 static void
@@ -421,22 +509,10 @@ receiver_on_readable(evutil_socket_t fd, short what, void *arg)
 		char *buf = NULL;
 		int n;
 
-		if (spool_is_full(receiver->spool))
+		if (spool_is_full(receiver->spool) && receiver_must_wait_for_room(receiver))
 		{
-			struct timeval second = {1, 0};
-			SpoolStats stats;
-
-			spool_get_stats(receiver->spool, &stats);
-			if (!receiver->stats.spool_full)
-			{
-				log_warning("spool is full (%llu bytes): receiving from the source is paused until the "
-							"applier frees space", (unsigned long long) stats.size_bytes);
-				log_hint("check the target and the applier's errors, or raise --spool-max");
-			}
-			receiver->stats.spool_full = true;
-			receiver_pause_reading(receiver);
-			evtimer_add(&receiver->full_timer, &second);
-			break;
+			receiver_suspend_for_room(receiver);
+			return;
 		}
 		n = PQgetCopyData(receiver->conn, &buf, 1);
 		if (n == 0)
@@ -448,8 +524,11 @@ receiver_on_readable(evutil_socket_t fd, short what, void *arg)
 
 			snprintf(why, sizeof(why), "the source ended replication: %s",
 					 res != NULL ? conninfo_result_error(res) : "no reason given");
+			if (receiver_error_is_final(res))
+				receiver_fail(receiver, EXIT_SOURCE, why, RECEIVER_FINAL_HINT);
+			else
+				receiver_connection_lost(receiver, why);
 			PQclear(res);
-			receiver_connection_lost(receiver, why);
 			return;
 		}
 		if (n < 0)
@@ -533,6 +612,12 @@ receiver_connect(Receiver *receiver)
 				  conninfo_result_error(res));
 		snprintf(receiver->stats.last_error, sizeof(receiver->stats.last_error),
 				 "could not start replication: %s", conninfo_result_error(res));
+		if (receiver_error_is_final(res))
+		{
+			log_hint("%s", RECEIVER_FINAL_HINT);
+			receiver->stats.fatal = true;
+			receiver->stats.exit_code = EXIT_SOURCE;
+		}
 		goto cleanup;
 	}
 	if (PQsetnonblocking(conn, 1) != 0)
@@ -550,7 +635,7 @@ receiver_connect(Receiver *receiver)
 	receiver->read_armed = true;
 	receiver->stats.connected = true;
 	receiver->stats.last_error[0] = '\0';
-	receiver->retry_seconds = 1;
+	receiver->connected_at_us = monotonic_us();
 	log_info("streaming from slot \"%s\" at %s", receiver->slot_name, lsnbuf);
 	ok = true;
 cleanup:
@@ -574,6 +659,8 @@ receiver_on_retry_timer(evutil_socket_t fd, short what, void *arg)
 		receiver_on_readable(PQsocket(receiver->conn), EV_READ, receiver);
 		return;
 	}
+	if (receiver->stats.fatal)
+		return;
 	receiver->retry_seconds = receiver->retry_seconds * 2 > receiver->max_retry_seconds
 		? receiver->max_retry_seconds : receiver->retry_seconds * 2;
 	receiver_arm_retry(receiver);
@@ -582,11 +669,12 @@ receiver_on_retry_timer(evutil_socket_t fd, short what, void *arg)
 static void
 receiver_close(Receiver *receiver)
 {
-	receiver_pause_reading(receiver);
-	event_del(&receiver->write_event);
 	event_del(&receiver->full_timer);
+	/* the socket's events exist only with a connection */
 	if (receiver->conn != NULL)
 	{
+		receiver_pause_reading(receiver);
+		event_del(&receiver->write_event);
 		PQfinish(receiver->conn);
 		receiver->conn = NULL;
 	}
@@ -594,18 +682,12 @@ receiver_close(Receiver *receiver)
 }
 
 /*
- * Whatever went wrong, what the spool holds durably stays; the half-received tail goes,
+ * Closes the connection. What the spool holds durably stays; the half-received tail goes,
  * because the source sends it again from the confirmed position.
  */
 static void
-receiver_connection_lost(Receiver *receiver, const char *why)
+receiver_disconnect(Receiver *receiver)
 {
-	if (receiver->conn == NULL)
-		return;
-	log_warning("lost the replication connection to the source: %s", why);
-	log_detail("reconnecting in %d s; nothing after the last durable position was confirmed",
-			   receiver->retry_seconds);
-	snprintf(receiver->stats.last_error, sizeof(receiver->stats.last_error), "%s", why);
 	receiver_close(receiver);
 	if (!spool_rewind(receiver->spool))
 		log_warning("could not rewind the spool to its last complete transaction");
@@ -614,6 +696,33 @@ receiver_connection_lost(Receiver *receiver, const char *why)
 	receiver->in_stream = false;
 	receiver->txn_open = false;
 	receiver->skipping = false;
+}
+
+/* Reconnects after a growing delay, back at 1 s once a connection has lasted. */
+static void
+receiver_connection_lost(Receiver *receiver, const char *why)
+{
+	if (receiver->conn == NULL)
+		return;
+	/* a failed write or fsync leaves the spool refusing everything: only a restart recovers it */
+	if (spool_sync_failed(receiver->spool))
+	{
+		receiver_fail(receiver, EXIT_INTERNAL,
+					  "the spool cannot take more changes after a failed write or fsync (see the error above)",
+					  "free space on the spool's disk (or mend the I/O error), then start the agent again: "
+					  "it recovers the spool, and nothing it confirmed to the source is lost");
+		return;
+	}
+	if (monotonic_us() - receiver->connected_at_us >= RECEIVER_STABLE_US)
+		receiver->retry_seconds = 1;
+	else
+		receiver->retry_seconds = receiver->retry_seconds * 2 > receiver->max_retry_seconds
+			? receiver->max_retry_seconds : receiver->retry_seconds * 2;
+	log_warning("lost the replication connection to the source: %s", why);
+	log_detail("reconnecting in %d s; nothing after the last durable position was confirmed",
+			   receiver->retry_seconds);
+	snprintf(receiver->stats.last_error, sizeof(receiver->stats.last_error), "%s", why);
+	receiver_disconnect(receiver);
 	receiver_arm_retry(receiver);
 }
 
@@ -649,6 +758,8 @@ receiver_start(const ReceiverOptions *options, Receiver **out)
 	event_add(&receiver->synced_event, NULL);
 	if (!receiver_connect(receiver))
 	{
+		if (options->error != NULL && options->error_len > 0)
+			snprintf(options->error, options->error_len, "%s", receiver->stats.last_error);
 		receiver_free(receiver);
 		return false;
 	}

@@ -28,6 +28,7 @@
 
 #define SPOOL_DEFAULT_MAX_BYTES (UINT64_C(8) << 30)
 #define SPOOL_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20)
+#define SPOOL_MIN_SEGMENT_BYTES (UINT64_C(256) << 10)
 #define SPOOL_SYNC_PACE_US 10000       /* one fdatasync started per 10 ms at most, unless hurried */
 
 #define SPOOL_WRITE_BUFFER_BYTES (1024 * 1024)
@@ -167,6 +168,8 @@ struct Spool
 	pthread_mutex_t mutex;
 	pthread_cond_t published;
 	bool sync_objects;        /* mutex and cond are initialised */
+	bool reader_waited;       /* the reader has reached the published end (no hold before it) */
+	uint64_t reader_end_generation;  /* the publication whose end it reached last */
 	SpoolSegment *segments;   /* ascending; the last one is being written */
 	size_t nsegments;
 	size_t segments_cap;
@@ -1146,6 +1149,23 @@ bool
 spool_is_full(Spool *spool)
 {
 	return atomic_load(&spool->size_bytes) > spool->max_bytes;
+}
+
+bool
+spool_has_room(Spool *spool)
+{
+	return atomic_load(&spool->size_bytes) <= spool->max_bytes / 4 * 3;
+}
+
+bool
+spool_reader_drained(Spool *spool)
+{
+	bool drained;
+
+	pthread_mutex_lock(&spool->mutex);
+	drained = spool->reader_waited && spool->reader_end_generation == spool->pub_generation;
+	pthread_mutex_unlock(&spool->mutex);
+	return drained;
 }
 
 /* ---- stream files -------------------------------------------------------------------- */
@@ -2134,6 +2154,13 @@ spool_open(const SpoolOptions *options, Spool **out)
 	spool->max_bytes = options->max_bytes != 0 ? options->max_bytes : SPOOL_DEFAULT_MAX_BYTES;
 	spool->segment_bytes =
 		options->segment_bytes != 0 ? options->segment_bytes : SPOOL_DEFAULT_SEGMENT_BYTES;
+	/*
+	 * The segment being written is never released: under a small bound it would fill the
+	 * spool by itself, and a full spool could then free nothing while the applier works.
+	 */
+	if (options->segment_bytes == 0 && spool->segment_bytes > spool->max_bytes / 4)
+		spool->segment_bytes = spool->max_bytes / 4 > SPOOL_MIN_SEGMENT_BYTES
+			? spool->max_bytes / 4 : SPOOL_MIN_SEGMENT_BYTES;
 
 	spool->dir = strdup(options->dir);
 	spool->write_buffer.data = malloc(SPOOL_WRITE_BUFFER_BYTES);
@@ -2539,6 +2566,9 @@ spool_reader_next(SpoolReader *reader, SpoolEntry *out, int timeout_ms)
 		}
 
 		pthread_mutex_lock(&spool->mutex);
+		/* at a hold's boundary (a pause, a parity point) it has not read all there is */
+		spool->reader_waited = !atomic_load(&spool->hold_active);
+		spool->reader_end_generation = generation;
 		while (spool->pub_generation == generation && !spool->wakeup_pending)
 		{
 			if (timeout_ms < 0)

@@ -24,6 +24,8 @@ typedef struct ReceiverOptions
 	Spool *spool;
 	int feedback_interval_ms;     /* 0 = 1000 */
 	int max_retry_seconds;        /* reconnect backoff cap; 0 = 30 */
+	char *error;                  /* receiver_start's failure, when not NULL */
+	size_t error_len;
 } ReceiverOptions;
 
 typedef struct ReceiverStats
@@ -31,7 +33,9 @@ typedef struct ReceiverStats
 	Lsn received_lsn;     /* the furthest WAL position the source has sent us */
 	Lsn flushed_lsn;      /* confirmed to the source (durable in the spool) */
 	bool connected;
-	bool spool_full;      /* reading paused until the applier frees space */
+	bool spool_full;      /* disconnected from the source until the applier frees space */
+	bool fatal;           /* streaming cannot go on: the agent stops with exit_code */
+	int exit_code;
 	uint64_t messages;
 	uint64_t reconnects;
 	char last_error[512];

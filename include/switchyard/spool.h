@@ -27,7 +27,7 @@ typedef struct SpoolOptions
 {
 	const char *dir;          /* created if missing, e.g. <state-dir>/spool */
 	uint64_t max_bytes;       /* bound on segments + stream files; 0 = default 8 GiB */
-	uint64_t segment_bytes;   /* roll to a new segment past this; 0 = default 64 MiB */
+	uint64_t segment_bytes;   /* roll to a new segment past this; 0 = 64 MiB, at most max_bytes / 4 */
 } SpoolOptions;
 
 typedef struct SpoolPosition
@@ -112,6 +112,14 @@ Lsn spool_appended_lsn(Spool *spool);
 /* Bytes on disk (segments and stream files); full when above max_bytes. */
 uint64_t spool_size_bytes(Spool *spool);
 bool spool_is_full(Spool *spool);
+/* At most three quarters of max_bytes: a receiver that let go of a full spool comes back. */
+bool spool_has_room(Spool *spool);
+/*
+ * The reader has read everything published so far. Then the applier can free no space until
+ * more arrives (the segment being written is never released, nor a transaction the receiver
+ * has not finished): a full spool must take more, or nothing would ever move.
+ */
+bool spool_reader_drained(Spool *spool);
 
 /* ---- reader side (one thread) ---------------------------------------------------------- */
 

@@ -216,7 +216,8 @@ _sy_watchdog() {
 	(
 		trap 'exit 0' TERM
 		sleep "$timeout" &
-		wait $!
+		# a sleep ended by _sy_stop_watchdog is no timeout
+		wait $! || exit 0
 		touch "$SY_BASE/watchdog-fired"
 		for pid in $(_sy_children "$main"); do
 			[ "$pid" = "$BASHPID" ] && continue
@@ -243,10 +244,12 @@ _sy_children() {
 _sy_stop_watchdog() {
 	local pid
 	[ -n "$SY_WATCHDOG_PID" ] || return 0
-	for pid in $(_sy_children "$SY_WATCHDOG_PID"); do
+	local children
+	children=$(_sy_children "$SY_WATCHDOG_PID")
+	kill -TERM "$SY_WATCHDOG_PID" 2>/dev/null
+	for pid in $children; do
 		kill -TERM "$pid" 2>/dev/null
 	done
-	kill -TERM "$SY_WATCHDOG_PID" 2>/dev/null
 	wait "$SY_WATCHDOG_PID" 2>/dev/null
 	SY_WATCHDOG_PID=
 }

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 170
 
-plan 18
+plan 17
 
 ok "source and target start" eval 'pg_start SRC && pg_start DST' || bail_out "setup failed"
 
