@@ -436,7 +436,20 @@ parity_key_order(const ParityTypeInfo *type)
 {
 	uint32_t oid = type->typtype == 'd' ? type->base_oid : type->type_oid;
 
-	return oid == 20 || oid == 21 || oid == 23 ? PARITY_KEY_INT : PARITY_KEY_TEXT;
+	switch (oid)
+	{
+		case 20:                /* int8 */
+		case 21:                /* int2 */
+		case 23:                /* int4 */
+			return PARITY_KEY_INT;
+		case 1700:              /* numeric */
+			return PARITY_KEY_NUMERIC;
+		case 700:               /* float4 */
+		case 701:               /* float8 */
+			return PARITY_KEY_FLOAT;
+		default:
+			return PARITY_KEY_TEXT;
+	}
 }
 
 /* A column as it enters the row hash. */
@@ -714,10 +727,24 @@ parity_keys_fingerprint_sql(const ParityTable *table)
 static void
 parity_append_stream_key(ParityBuf *buf, const ParityColumn *column, bool order)
 {
-	if (column->key_order == PARITY_KEY_INT)
-		parity_buf_append(buf, column->quoted);
-	else
-		parity_buf_printf(buf, "%s::text%s", column->quoted, order ? " COLLATE \"C\"" : "");
+	const char *collate = order ? " COLLATE \"C\"" : "";
+
+	switch (column->key_order)
+	{
+		case PARITY_KEY_INT:
+			parity_buf_append(buf, column->quoted);
+			break;
+		case PARITY_KEY_NUMERIC:
+			parity_buf_printf(buf, "pg_catalog.trim_scale(%s)::text%s", column->quoted, collate);
+			break;
+		case PARITY_KEY_FLOAT:
+			parity_buf_printf(buf, "(CASE WHEN %s = 0 THEN '0' ELSE %s::text END)%s", column->quoted,
+							  column->quoted, collate);
+			break;
+		case PARITY_KEY_TEXT:
+			parity_buf_printf(buf, "%s::text%s", column->quoted, collate);
+			break;
+	}
 }
 
 char *
@@ -786,6 +813,45 @@ parity_row_sql(const ParityTable *table)
 
 	parity_buf_append(&buf, "SELECT ");
 	parity_append_column_list(&buf, table, false);
+	parity_append_from(&buf, table);
+	parity_append_key_equals(&buf, table, 1);
+	return parity_buf_finish(&buf);
+}
+
+/*
+ * What the row hash takes of one column: values equal under their type (numeric 1.5 and
+ * 1.50, float 0 and -0, jsonb numbers alike) give the same token, so a changed row names
+ * only the columns that differ as the comparison sees them.
+ */
+static void
+parity_append_column_token(ParityBuf *buf, const ParityColumn *column, int i)
+{
+	if (column->hash_function != NULL)
+	{
+		parity_buf_printf(buf, "%s(", column->hash_function);
+		parity_append_hashed_column(buf, column);
+		parity_buf_printf(buf, "%s, %d)", column->hash_argument_cast != NULL ? column->hash_argument_cast : "",
+						  i + 1);
+		return;
+	}
+	parity_buf_append(buf, "hash_record_extended(ROW(");
+	parity_append_hashed_column(buf, column);
+	parity_buf_append(buf, "), 0)");
+}
+
+/* parity_row_sql, followed by each column's token (parity_append_column_token). */
+char *
+parity_detail_row_sql(const ParityTable *table)
+{
+	ParityBuf buf = {0};
+
+	parity_buf_append(&buf, "SELECT ");
+	parity_append_column_list(&buf, table, false);
+	for (int i = 0; i < table->ncolumns; i++)
+	{
+		parity_buf_append(&buf, ", ");
+		parity_append_column_token(&buf, &table->columns[i], i);
+	}
 	parity_append_from(&buf, table);
 	parity_append_key_equals(&buf, table, 1);
 	return parity_buf_finish(&buf);
@@ -1926,9 +1992,9 @@ parity_send(PGconn *conn, ParitySide side, const char *sql, int nparams, const c
 /* Column values of one row by key, on one side; *found false when the row is not there. */
 static bool
 parity_fetch_row(PGconn *conn, ParitySide side, const ParityTable *table, char *const *key,
-				 PGresult **out, ParityError *error)
+				 bool tokens, PGresult **out, ParityError *error)
 {
-	char *sql = parity_row_sql(table);
+	char *sql = tokens ? parity_detail_row_sql(table) : parity_row_sql(table);
 	PGresult *res = NULL;
 	bool ok = false;
 
@@ -1978,8 +2044,8 @@ parity_detail_changed(ParityPair *pair, const ParityTable *table, ParityDifferen
 	bool oom = false;
 	bool ok = false;
 
-	if (!parity_fetch_row(pair->source, PARITY_SIDE_SOURCE, table, diff->key, &source, error) ||
-		!parity_fetch_row(pair->target, PARITY_SIDE_TARGET, table, diff->key, &target, error))
+	if (!parity_fetch_row(pair->source, PARITY_SIDE_SOURCE, table, diff->key, true, &source, error) ||
+		!parity_fetch_row(pair->target, PARITY_SIDE_TARGET, table, diff->key, true, &target, error))
 		goto cleanup;
 	diff->detailed = true;
 	if (PQntuples(source) != 1 || PQntuples(target) != 1)
@@ -1998,8 +2064,9 @@ parity_detail_changed(ParityPair *pair, const ParityTable *table, ParityDifferen
 
 		if (source_null && target_null)
 			continue;
+		/* compared as the row hash compares them, by their tokens */
 		if (!source_null && !target_null &&
-			strcmp(PQgetvalue(source, 0, i), PQgetvalue(target, 0, i)) == 0)
+			strcmp(PQgetvalue(source, 0, table->ncolumns + i), PQgetvalue(target, 0, table->ncolumns + i)) == 0)
 			continue;
 		column = &diff->columns[diff->ncolumns++];
 		column->column = i;
@@ -2797,7 +2864,7 @@ parity_repair_keyed(ParityTable *table, PGconn *source, PGconn *target, ParityEr
 
 		if (diff->kind == PARITY_EXTRA || (diff->kind == PARITY_CHANGED && !changeable))
 			continue;
-		if (!parity_fetch_row(source, PARITY_SIDE_SOURCE, table, diff->key, &row, error))
+		if (!parity_fetch_row(source, PARITY_SIDE_SOURCE, table, diff->key, false, &row, error))
 			goto cleanup;
 		if (PQntuples(row) != 1)
 		{

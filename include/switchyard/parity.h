@@ -27,7 +27,13 @@ typedef enum ParityCast
 typedef enum ParityKeyOrder
 {
 	PARITY_KEY_INT = 0,        /* smallint, integer, bigint: numeric order */
-	PARITY_KEY_TEXT            /* everything else: its text form in byte order (COLLATE "C") */
+	PARITY_KEY_TEXT,           /* everything else: its text form in byte order (COLLATE "C") */
+	/*
+	 * As TEXT, of a canonical text form: values equal under the type must be one key on both
+	 * sides, but numeric 2.5 and 2.50 print differently, and so do float 0 and -0.
+	 */
+	PARITY_KEY_NUMERIC,
+	PARITY_KEY_FLOAT
 } ParityKeyOrder;
 
 /* What the engine needs to know about a column's type (from the source's catalog). */
@@ -223,6 +229,8 @@ const ParityColumn *parity_touched_column(const ParityTable *table, int k);
 char *parity_stream_sql(const ParityTable *table, bool lower, bool upper);
 /* One row by key: every column as text. Caller frees. */
 char *parity_row_sql(const ParityTable *table);
+/* The same, then per column what the row hash takes of it, to name the changed columns. */
+char *parity_detail_row_sql(const ParityTable *table);
 /*
  * Leaf boundaries from a key sample sorted in the key's own order (nsample rows of nkeys
  * values): up to nleaves - 1 boundaries, strictly increasing (equal sample keys are skipped).

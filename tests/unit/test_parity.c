@@ -218,13 +218,18 @@ test_integer_keys_merge_numerically_others_by_text(void **state)
 	ParityTypeInfo text = {.type_oid = 25, .typtype = 'b'};
 	ParityTypeInfo uuid = {.type_oid = 2950, .typtype = 'b'};
 	ParityTypeInfo numeric = {.type_oid = 1700, .typtype = 'b'};
+	ParityTypeInfo float8 = {.type_oid = 701, .typtype = 'b'};
+	ParityTypeInfo domain_float4 = {.type_oid = 16400, .typtype = 'd', .base_oid = 700};
 
 	assert_int_equal(parity_key_order(&int8), PARITY_KEY_INT);
 	assert_int_equal(parity_key_order(&int2), PARITY_KEY_INT);
 	assert_int_equal(parity_key_order(&domain_int4), PARITY_KEY_INT);
 	assert_int_equal(parity_key_order(&text), PARITY_KEY_TEXT);
 	assert_int_equal(parity_key_order(&uuid), PARITY_KEY_TEXT);
-	assert_int_equal(parity_key_order(&numeric), PARITY_KEY_TEXT);
+	/* by a canonical text: 2.5 and 2.50, 0 and -0 are one key each */
+	assert_int_equal(parity_key_order(&numeric), PARITY_KEY_NUMERIC);
+	assert_int_equal(parity_key_order(&float8), PARITY_KEY_FLOAT);
+	assert_int_equal(parity_key_order(&domain_float4), PARITY_KEY_FLOAT);
 }
 
 /* ---- SQL -------------------------------------------------------------------------------- */
@@ -373,6 +378,19 @@ test_grouped_keyless_table_fingerprints_the_touched_groups(void **state)
 						"(SELECT hash_record_extended(ROW(\"inquiry_id\", \"payload\"::text), 0) AS h "
 						"FROM ONLY \"public\".\"webhook_events\" WHERE (\"inquiry_id\") IN "
 						"(SELECT k.c1::bigint FROM unnest($1::text[]) AS k(c1)) OFFSET 0) s");
+	free(sql);
+	parity_table_free(table);
+}
+
+static void
+test_detail_row_sql_adds_each_columns_hash(void **state)
+{
+	ParityTable *table = composite_table();
+	char *sql = parity_detail_row_sql(table);
+
+	/* after the values, what the row hash takes of each column, in the same order */
+	assert_non_null(strstr(sql, "SELECT \"inquiry_id\", \"agent name\", \"role\", "));
+	assert_non_null(strstr(sql, " FROM ONLY \"public\".\"assignments\" WHERE (\"inquiry_id\", \"agent name\") = "));
 	free(sql);
 	parity_table_free(table);
 }
@@ -614,6 +632,7 @@ main(void)
 		cmocka_unit_test(test_keyless_tables_are_multisets),
 		cmocka_unit_test(test_grouped_keyless_table_fingerprints_the_touched_groups),
 		cmocka_unit_test(test_row_sql_reads_one_row_by_key),
+		cmocka_unit_test(test_detail_row_sql_adds_each_columns_hash),
 		cmocka_unit_test(test_merge_finds_missing_extra_and_changed_rows),
 		cmocka_unit_test(test_merge_of_equal_streams_finds_nothing),
 		cmocka_unit_test(test_merge_compares_integer_keys_as_numbers),
