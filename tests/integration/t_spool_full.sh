@@ -4,11 +4,12 @@
 # an unread socket could not be stopped, so the source's shutdown and the checkpoint that
 # invalidates a slot would wait for it. Once the applier resumes, the agent reconnects and
 # catches up. A single transaction larger than the bound goes through (nothing can be freed
-# before it is whole), and the source still stops with -m fast while the agent streams.
+# before it is whole), and the source still stops with -m fast while the agent streams. A
+# pause given right after the start holds the applier too.
 . "$(dirname "$0")/lib.sh"
 harness_init 150
 
-plan 12
+plan 13
 
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 psql_on SRC "create table bulk (id bigserial primary key, payload text)" &&
@@ -28,8 +29,12 @@ slot_active() {
 agent_start_chat --spool-max 8MB
 ok "the agent creates its replication slot" wait_slot SRC 30
 
-# ---- full while the applier is behind
+# ---- full while the applier is behind; paused at once, before anything is durable (such a
+# pause used to hold nothing: its LSN 0 meant "release")
 ok "switchyard pause" timeout 30 "$SWITCHYARD" pause --state-dir "$AGENT_STATE"
+psql_on SRC "insert into bulk (payload) values ('while paused')" >/dev/null
+sleep 2
+is "$(psql_on DST "select count(*) from bulk")" 0 "the paused applier applies nothing"
 # 1 MB transactions until the agent lets go (it looks when the source sends more)
 written=0
 while [ "$written" -lt 40 ] && [ "$(slot_active)" != f ]; do
