@@ -42,35 +42,6 @@ agent_start_chat --log-level info
 ok "the agent streams" wait_for 30 'phase "streaming"' eval '[ "$(status_get phase)" = streaming ]' ||
 	bail_out "the agent does not stream"
 
-# VOUT, VRC, VERR: the JSON output, exit status and stderr of one verify run
-run_verify() {
-	VOUT=$(timeout 120 "$SWITCHYARD" verify --state-dir "$AGENT_STATE" --source "$SRC_CONN" \
-		--target "$DST_CONN" --jobs 2 --json "$@" 2>"$SY_BASE/verify.err")
-	VRC=$?
-	VERR=$(cat "$SY_BASE/verify.err")
-}
-
-# jq-free JSON queries: jsonb in the source server. report_sql SQL (the document is :'r').
-report_sql() {
-	printf '%s;\n' "$1" |
-		PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$SRC_CONN" -v r="$VOUT" -f -
-}
-
-# Every difference of the report, one per line: table kind key-or-copies [columns]
-differences() {
-	report_sql "SELECT coalesce(string_agg(x, E'\n' ORDER BY x COLLATE \"C\"), '') FROM (
-		SELECT (t->>'table') || ' ' || (d->>'kind') || ' ' ||
-		       coalesce((d->'key')::text, 'copies=' || (d->>'copies')) ||
-		       coalesce(' ' || (SELECT string_agg(c->>'column', ',' ORDER BY c->>'column')
-		                        FROM jsonb_array_elements(d->'columns') c), '') AS x
-		FROM jsonb_array_elements(:'r'::jsonb->'tables') t, jsonb_array_elements(t->'differences') d) s"
-}
-
-total() {
-	report_sql "SELECT (:'r'::jsonb->'totals'->>'missing')::int + (:'r'::jsonb->'totals'->>'extra')::int +
-		(:'r'::jsonb->'totals'->>'changed')::int + (:'r'::jsonb->'totals'->>'schema_issues')::int"
-}
-
 # ---- equal databases, quiet and under writes --------------------------------------------
 
 run_verify

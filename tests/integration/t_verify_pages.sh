@@ -38,10 +38,6 @@ run_verify() {
 	VRC=$?
 	VERR=$(cat "$SY_BASE/verify.err")
 }
-report_sql() {
-	printf '%s;\n' "$1" |
-		PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$SRC_CONN" -v r="$VOUT" -f -
-}
 table_fields() {
 	report_sql "SELECT concat_ws(' ', t->>'rows_source', t->>'rows_target', t->>'leaves', t->>'leaves_differing')
 		FROM jsonb_array_elements(:'r'::jsonb->'tables') t"
