@@ -755,10 +755,6 @@ agent_release_hold(Agent *agent)
 }
 
 /*
- * Pause is a hold at what the spool holds now: the applier applies that much and waits;
- * receiving goes on into the spool. Resume lifts it.
- */
-/*
  * Where a pause holds the applier: what the spool holds now. Before anything is durable
  * that LSN is 0, which spool_set_hold takes for "release": a pause right after the start
  * did nothing then. The last appended boundary, or the very start, holds instead.
@@ -773,6 +769,10 @@ agent_pause_point(Agent *agent)
 	return lsn != LSN_INVALID ? lsn : 1;
 }
 
+/*
+ * Pause is a hold at what the spool holds now: the applier applies that much and waits;
+ * receiving goes on into the spool. Resume lifts it.
+ */
 static void
 agent_pause(Agent *agent, bool pause, ControlResponse *response)
 {
@@ -1403,7 +1403,7 @@ agent_stream(Agent *agent)
 
 			copy_get_progress(agent->copy, &progress);
 			log_error("the initial copy failed: %s", progress.error);
-		agent_note_error(agent, progress.error);
+			agent_note_error(agent, progress.error);
 			return EXIT_TARGET;
 		}
 		PQfinish(agent->export_conn);
