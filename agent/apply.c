@@ -20,6 +20,7 @@
 #include "switchyard/apply_group.h"
 #include "switchyard/apply_sql.h"
 #include "switchyard/catalog_sql.h"
+#include "switchyard/conninfo.h"
 #include "switchyard/log.h"
 #include "switchyard/monotonic.h"
 #include "switchyard/pgoutput.h"
@@ -2521,6 +2522,7 @@ apply_open_connection(Applier *a)
 		log_error("%s", a->error);
 		return false;
 	}
+	conninfo_route_notices(a->conn, "target");
 	while (PQstatus(a->conn) != CONNECTION_BAD && state != PGRES_POLLING_OK &&
 		   state != PGRES_POLLING_FAILED)
 	{

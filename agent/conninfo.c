@@ -14,6 +14,28 @@
 	"-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 " \
 	"-c timezone=UTC -c bytea_output=hex"
 
+/* A server's NOTICE or WARNING, into the agent's log with its time and thread. */
+static void
+conninfo_on_notice(void *arg, const PGresult *res)
+{
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (message == NULL)
+		return;
+	if (severity != NULL && strcmp(severity, "WARNING") == 0)
+		log_warning("the %s server says: %s", (const char *) arg, message);
+	else
+		log_info("the %s server says: %s", (const char *) arg, message);
+}
+
+void
+conninfo_route_notices(PGconn *conn, const char *what)
+{
+	if (conn != NULL)
+		PQsetNoticeReceiver(conn, conninfo_on_notice, (void *) what);
+}
+
 PGconn *
 conninfo_connect(const char *conninfo, ConnKind kind, const char *role, const char *what)
 {
@@ -55,6 +77,7 @@ conninfo_connect(const char *conninfo, ConnKind kind, const char *role, const ch
 		PQfinish(conn);
 		return NULL;
 	}
+	conninfo_route_notices(conn, what);
 	return conn;
 }
 

@@ -877,6 +877,7 @@ guard_connect_watch(Guard *guard)
 
 	if (conn == NULL)
 		return NULL;
+	conninfo_route_notices(conn, "target");
 	while (PQstatus(conn) != CONNECTION_BAD && state != PGRES_POLLING_OK && state != PGRES_POLLING_FAILED)
 	{
 		struct pollfd pfd = {.fd = PQsocket(conn), .events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT};

@@ -23,6 +23,12 @@ typedef enum ConnKind
  * "target") and the server's message, and returns NULL.
  */
 PGconn *conninfo_connect(const char *conninfo, ConnKind kind, const char *role, const char *what);
+/*
+ * The server's notices (a WARNING at its shutdown, a NOTICE of some DDL) go to the agent's
+ * log with a time and thread, not raw to stderr; what ("source", "target") must be static.
+ * conninfo_connect does it for its connections.
+ */
+void conninfo_route_notices(PGconn *conn, const char *what);
 
 /*
  * Whether conninfo parses as libpq reads it when connecting (a bare word is a database name);
