@@ -755,21 +755,6 @@ agent_release_hold(Agent *agent)
 }
 
 /*
- * Where a pause holds the applier: what the spool holds now. Before anything is durable
- * that LSN is 0, which spool_set_hold takes for "release": a pause right after the start
- * did nothing then. The last appended boundary, or the very start, holds instead.
- */
-static Lsn
-agent_pause_point(Agent *agent)
-{
-	Lsn lsn = spool_durable_lsn(agent->spool);
-
-	if (lsn == LSN_INVALID)
-		lsn = spool_appended_lsn(agent->spool);
-	return lsn != LSN_INVALID ? lsn : 1;
-}
-
-/*
  * Pause is a hold at what the spool holds now: the applier applies that much and waits;
  * receiving goes on into the spool. Resume lifts it.
  */
@@ -792,9 +777,11 @@ agent_pause(Agent *agent, bool pause, ControlResponse *response)
 		response->message = strdup("a verify holds the applier: pause after it");
 		return;
 	}
-	if (!spool_set_hold(agent->spool, pause ? agent_pause_point(agent) : LSN_INVALID))
+	if (pause)
+		spool_hold_now(agent->spool);
+	else if (!spool_set_hold(agent->spool, LSN_INVALID))
 	{
-		response->message = strdup("could not pause the applier");
+		response->message = strdup("could not resume the applier");
 		return;
 	}
 	agent->paused = pause;

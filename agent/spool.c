@@ -716,6 +716,25 @@ spool_note_boundary(Spool *spool, Lsn boundary)
 	}
 }
 
+/* Under the mutex: the hold at the last boundary appended, everything the spool holds now. */
+static void
+spool_hold_at_end(Spool *spool)
+{
+	spool->hold_end.segment = spool->segment_number;
+	spool->hold_end.offset = spool->boundary_end;
+	spool->hold_visible_lsn = spool->appended_lsn;
+}
+
+/* Under the mutex, after a hold changed: the reader looks at its limit again; a paced fsync
+ * is waited for now. */
+static void
+spool_hold_changed(Spool *spool)
+{
+	spool->pub_generation++;
+	pthread_cond_broadcast(&spool->published);
+	pthread_cond_signal(&spool->sync_wake);
+}
+
 bool
 spool_set_hold(Spool *spool, Lsn lsn)
 {
@@ -747,9 +766,7 @@ spool_set_hold(Spool *spool, Lsn lsn)
 		if (!found && spool->recent_count == 0 && spool->appended_lsn <= lsn)
 		{
 			/* nothing appended since the spool was opened: all it holds lies before lsn */
-			spool->hold_end.segment = spool->segment_number;
-			spool->hold_end.offset = spool->boundary_end;
-			spool->hold_visible_lsn = spool->appended_lsn;
+			spool_hold_at_end(spool);
 			found = true;
 		}
 		if (found)
@@ -759,12 +776,21 @@ spool_set_hold(Spool *spool, Lsn lsn)
 		}
 		ok = found;
 	}
-	/* the reader looks at its limit again; a paced fsync is waited for now */
-	spool->pub_generation++;
-	pthread_cond_broadcast(&spool->published);
-	pthread_cond_signal(&spool->sync_wake);
+	spool_hold_changed(spool);
 	pthread_mutex_unlock(&spool->mutex);
 	return ok;
+}
+
+void
+spool_hold_now(Spool *spool)
+{
+	pthread_mutex_lock(&spool->mutex);
+	spool_hold_at_end(spool);
+	/* later boundaries lie past it: spool_note_boundary does not move this hold */
+	spool->hold_lsn = spool->appended_lsn;
+	atomic_store(&spool->hold_active, true);
+	spool_hold_changed(spool);
+	pthread_mutex_unlock(&spool->mutex);
 }
 
 bool

@@ -166,6 +166,12 @@ void spool_release(Spool *spool, SpoolPosition position);
  * spool can still stop at (the hold is then not set).
  */
 bool spool_set_hold(Spool *spool, Lsn lsn) __attribute__((warn_unused_result));
+/*
+ * A pause: the reader is shown nothing past the last boundary appended so far (before the
+ * first one, nothing at all), whatever of it is durable yet. spool_set_hold(spool, 0) lifts
+ * it. Writer thread only.
+ */
+void spool_hold_now(Spool *spool);
 /* Whether a hold is set; *visible is the last boundary the reader may reach under it. */
 bool spool_hold_visible(Spool *spool, Lsn *visible);
 

@@ -1026,6 +1026,22 @@ total() {
 		(:'r'::jsonb->'totals'->>'changed')::int + (:'r'::jsonb->'totals'->>'schema_issues')::int"
 }
 
+# verify_runs N [PAUSE]: N verify runs, PAUSE seconds apart; CLEAN_RUNS of them exited 0 with
+# no difference, BAD_RUNS says what the others found
+verify_runs() {
+	local i
+	CLEAN_RUNS=0 BAD_RUNS=
+	for i in $(seq 1 "$1"); do
+		run_verify
+		if [ "$VRC" -eq 0 ] && [ "$(total)" = 0 ]; then
+			CLEAN_RUNS=$((CLEAN_RUNS + 1))
+		else
+			BAD_RUNS="$BAD_RUNS run $i: exit $VRC $(differences | head -n 5 | tr '\n' ';') $(printf '%s' "$VERR" | tail -n 3)"
+		fi
+		sleep "${2:-0}"
+	done
+}
+
 # ---- comparing two databases without the agent ------------------------------------------
 
 # The tables compare_databases looks at: ordinary and partitioned tables outside the system

@@ -59,19 +59,9 @@ like "$(report_sql "SELECT t->>'compared_as' FROM jsonb_array_elements(:'r'::jso
 
 chat_workload_start SRC 90
 sleep 2
-runs=0 clean=0 bad=
-for i in $(seq 1 10); do
-	run_verify
-	runs=$((runs + 1))
-	if [ "$VRC" -eq 0 ] && [ "$(total)" = 0 ]; then
-		clean=$((clean + 1))
-	else
-		bad="$bad run $i: exit $VRC $(differences | head -n 5 | tr '\n' ';') $(printf '%s' "$VERR" | tail -n 3)"
-	fi
-	sleep 0.3
-done
+verify_runs 10 0.3
 ok "the workload is still writing after the verify runs" _sy_pid_alive "$WORKLOAD_PID"
-is "$clean/$runs" "10/10" "10 verifies under the chat workload find no difference" || diag "$bad"
+is "$CLEAN_RUNS/10" "10/10" "10 verifies under the chat workload find no difference" || diag "$BAD_RUNS"
 rows=$(json_get "$VOUT" rows)
 ok "each run compares every row ($rows rows in the last one)" test "${rows:-0}" -gt 8000
 

@@ -517,17 +517,8 @@ SQL
 bg_start pgbench.fuzz pgbench_on SRC -n -T 15 -c 1 -j 1 -R 40 --random-seed="$SEED" -f "$SY_BASE/workload.sql"
 WORKLOAD_PID=$BG_PID
 sleep 1
-runs=0 clean=0 bad=
-for i in 1 2 3; do
-	run_verify
-	runs=$((runs + 1))
-	if [ "$VRC" -eq 0 ] && [ "$(total)" = 0 ]; then
-		clean=$((clean + 1))
-	else
-		bad="$bad run $i: exit $VRC $(differences | head -n 5 | tr '\n' ';') $(printf '%s' "$VERR" | tail -n 3)"
-	fi
-done
+verify_runs 3
 ok "the workload is still writing after the verify runs" _sy_pid_alive "$WORKLOAD_PID"
-is "$clean/$runs" "3/3" "verify under the source workload finds no difference" || diag "$bad"
+is "$CLEAN_RUNS/3" "3/3" "verify under the source workload finds no difference" || diag "$BAD_RUNS"
 ok "the workload ran without errors" workload_wait "$WORKLOAD_PID" pgbench.fuzz
 ok "the agent applies everything; the target equals the source" eval 'catch_up SRC 60 && compare_databases SRC DST'
