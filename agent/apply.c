@@ -127,6 +127,7 @@ typedef struct ApplyPending
 	uint32_t transactions;
 	uint64_t changes;
 	uint32_t rows;             /* CHANGE: rows in the statement */
+	uint32_t statement_id;     /* CHANGE: the prepared statement sent, to name a bad value's column */
 	size_t bytes;              /* parameter bytes sent with it */
 } ApplyPending;
 
@@ -697,6 +698,55 @@ apply_describe(const ApplyPending *p, char *buf, size_t len)
 	}
 }
 
+/* The column roles of prepared statement id, if it is still cached for rel's version. */
+static const uint8_t *
+apply_statement_roles(const Applier *a, uint32_t id, const ApplyRelation *rel)
+{
+	size_t keylen = sizeof(rel->generation) + 4 + rel->ncols;
+
+	for (size_t i = 0; i < a->statement_cap; i++)
+	{
+		const ApplyStatement *s = &a->statements[i];
+
+		if (s->key != NULL && s->id == id && s->keylen == keylen &&
+			memcmp(s->key, &rel->generation, sizeof(rel->generation)) == 0)
+			return s->key + sizeof(rel->generation) + 4;
+	}
+	return NULL;
+}
+
+/*
+ * A value the target could not take (an input error at Bind, whose CONTEXT numbers the
+ * parameter): names its column and target type, which usually differs from the source's.
+ */
+static void
+apply_report_bad_parameter(const Applier *a, const ApplyPending *p, const char *context)
+{
+	int param = apply_sql_context_param(context);
+	const uint8_t *roles;
+	char *quoted;
+	int row;
+	int column;
+
+	if (param == 0 || p->rel == NULL || (roles = apply_statement_roles(a, p->statement_id, p->rel)) == NULL)
+		return;
+	column = apply_sql_param_column(roles, p->rel->ncols, param, &row);
+	if (column < 0)
+		return;
+	quoted = apply_sql_quote_identifier(p->rel->columns[column].name);
+	if (p->rows > 1)
+		log_detail("the value is column %s of %s (row %d of the %u in the statement), of type %s on the target",
+				   quoted ? quoted : p->rel->columns[column].name, p->rel->display, row + 1, p->rows,
+				   p->rel->type_names[column] ? p->rel->type_names[column] : "?");
+	else
+		log_detail("the value is column %s of %s, of type %s on the target",
+				   quoted ? quoted : p->rel->columns[column].name, p->rel->display,
+				   p->rel->type_names[column] ? p->rel->type_names[column] : "?");
+	log_hint("give the column the source's type on the target (ALTER TABLE %s ALTER COLUMN %s TYPE ...); "
+			 "the applier retries", p->rel->display, quoted ? quoted : p->rel->columns[column].name);
+	free(quoted);
+}
+
 /* Logs a failed statement once: the server's message, what it was, never its values. */
 static void
 apply_report_result_error(Applier *a, const ApplyPending *p, const PGresult *res)
@@ -716,6 +766,8 @@ apply_report_result_error(Applier *a, const ApplyPending *p, const PGresult *res
 	/* the server's DETAIL can quote row values: leave it out */
 	if (sqlstate != NULL)
 		log_detail("SQLSTATE %s on the target", sqlstate);
+	if (p->op == APPLY_OP_CHANGE)
+		apply_report_bad_parameter(a, p, PQresultErrorField(res, PG_DIAG_CONTEXT));
 	if (hint != NULL)
 		log_hint("%s", hint);
 	apply_set_error(a, "target error in %s: %s", what, primary);
@@ -1668,6 +1720,7 @@ apply_send_group(Applier *a, int slot)
 	p->rel = rel;
 	p->lsn = g->first_lsn;
 	p->rows = (uint32_t) rows;
+	p->statement_id = stmt->id;
 	p->changes = (uint64_t) g->changes;
 	p->bytes = g->len;
 	a->inflight_bytes += p->bytes;
@@ -2091,6 +2144,7 @@ apply_change(Applier *a, const PgoutputMessage *m, Lsn lsn)
 	p->change = (char) m->kind;
 	p->rel = rel;
 	p->lsn = lsn;
+	p->statement_id = stmt->id;
 	p->bytes = bytes;
 	a->inflight_bytes += bytes;
 	a->unsent_bytes += bytes;

@@ -543,6 +543,47 @@ apply_sql_build(const ApplySqlTable *table, const ApplySqlPlan *plan)
 	return sqlbuf_finish(&buf);
 }
 
+int
+apply_sql_param_column(const uint8_t *roles, uint16_t ncols, int param, int *row)
+{
+	int width = 0;
+	int offset;
+
+	for (uint16_t i = 0; i < ncols; i++)
+		width += ((roles[i] & APPLY_SQL_ROLE_SET) != 0) + ((roles[i] & APPLY_SQL_ROLE_MATCH) != 0);
+	*row = -1;
+	if (width == 0 || param < 1)
+		return -1;
+	*row = (param - 1) / width;
+	offset = (param - 1) % width;
+	for (int pass = 0; pass < 2; pass++)
+	{
+		int role = pass == 0 ? APPLY_SQL_ROLE_SET : APPLY_SQL_ROLE_MATCH;
+
+		for (uint16_t i = 0; i < ncols; i++)
+			if ((roles[i] & role) && offset-- == 0)
+				return i;
+	}
+	return -1;
+}
+
+int
+apply_sql_context_param(const char *context)
+{
+	static const char marker[] = "parameter $";
+	const char *at;
+	long n;
+	char *end;
+
+	if (context == NULL || (at = strstr(context, marker)) == NULL)
+		return 0;
+	at += sizeof(marker) - 1;
+	if (*at < '1' || *at > '9')
+		return 0;
+	n = strtol(at, &end, 10);
+	return n > 0 && n <= 65535 ? (int) n : 0;
+}
+
 char *
 apply_sql_truncate(const ApplySqlTable *const *tables, uint32_t ntables, uint8_t flags)
 {

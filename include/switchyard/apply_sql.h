@@ -83,6 +83,19 @@ char *apply_sql_build_insert(const ApplySqlTable *table, const ApplySqlPlan *pla
  */
 char *apply_sql_build_rows(const ApplySqlTable *table, const ApplySqlPlan *plan, int rows);
 
+/*
+ * The column (index into the table's columns) that parameter $param (1-based) carries in a
+ * statement built from these roles, and *row, its row (0-based) in a multi-row statement:
+ * every shape orders each row's parameters as the plan does, SET columns then MATCH columns.
+ * -1 when param is out of range.
+ */
+int apply_sql_param_column(const uint8_t *roles, uint16_t ncols, int param, int *row);
+/*
+ * The parameter a server error's CONTEXT names ("unnamed portal parameter $4 = '...'", the
+ * context PostgreSQL gives an input error of a bound value), or 0 when it names none.
+ */
+int apply_sql_context_param(const char *context);
+
 /* TRUNCATE of every table of one message, flags as in PGOUTPUT_TRUNCATE_* (malloc'd). */
 char *apply_sql_truncate(const ApplySqlTable *const *tables, uint32_t ntables, uint8_t flags);
 

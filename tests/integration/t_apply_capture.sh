@@ -70,7 +70,7 @@ check() {    # description command...
 }
 value() { sed -n "s/^$1 //p" "$2"; }
 
-echo "1..21"
+echo "1..23"
 
 start_cluster "$tmp/src" "$src_port" "wal_level = logical" "max_replication_slots = 10" \
 	"max_wal_senders = 10" "logical_decoding_work_mem = 64kB" "fsync = off" \
@@ -314,6 +314,27 @@ late_status=$?
 bg_pid=""
 check "applier recovered after the column was added" \
 	test "$late_status" -eq 0 -a "$(psql_tgt -At -c "SELECT extra FROM late WHERE id = 1")" = e
+
+# ---- a value the target's column type refuses: the column named, retry, recovery -------------
+psql_src -c "ALTER TABLE late ADD COLUMN qty text" >/dev/null
+psql_tgt -c "ALTER TABLE late ADD COLUMN qty integer" >/dev/null
+psql_src -c "INSERT INTO late VALUES (2, 'b', 'e', '3'), (3, 'c', 'e', 'many')" >/dev/null
+"$DRIVER" capture --source "$src" --spool "$tmp/spool" >"$tmp/capture6.out" 2>"$tmp/capture6.err"
+"$DRIVER" apply --target "$tgt" --spool "$tmp/spool" --endpos "$(value endpos "$tmp/capture6.out")" \
+	--max-retry 1 >"$tmp/apply10.out" 2>"$tmp/apply10.err" &
+bg_pid=$!
+for _ in $(seq 50); do
+	grep -q 'column "qty" of "public"."late"' "$tmp/apply10.err" && break
+	sleep 0.1
+done
+check "a value the target's type refuses: its column, row and type named" \
+	grep -q 'the value is column "qty" of "public"."late" (row 2 of the 2 in the statement), of type pg_catalog.int4 on the target' "$tmp/apply10.err"
+psql_tgt -c "ALTER TABLE late ALTER COLUMN qty TYPE text" >/dev/null
+wait "$bg_pid"
+late_status=$?
+bg_pid=""
+check "applier recovered after the column took the source's type" \
+	test "$late_status" -eq 0 -a "$(psql_tgt -At -c "SELECT string_agg(qty, ',' ORDER BY id) FROM late")" = 3,many
 
 # ---- a source that resends, and end positions inside and at a commit -------------------------
 psql_src -c "INSERT INTO endpos_t VALUES (1)" -c "INSERT INTO endpos_t VALUES (2)" \

@@ -543,6 +543,49 @@ insert_without_columns_uses_default_values(void **state)
 	assert_sql(&f.table, &f.plan, "INSERT INTO \"public\".\"empty\" DEFAULT VALUES");
 }
 
+/* The column and row of a parameter an error names: the layout of every statement shape. */
+static void
+parameter_maps_back_to_its_column_and_row(void **state)
+{
+	Fixture f;
+	TupleValue values[3] = {text_value("7"), text_value("hello"), text_value("{}")};
+	TupleData tuple = {3, values};
+	int row;
+
+	(void) state;
+	fixture_init(&f, "chat", "Messages", 'd');
+	add_column(&f, "id", true, false);
+	add_column(&f, "body", false, false);
+	add_column(&f, "meta", false, true);
+	/* UPDATE ... FROM (VALUES ($1 body, $2 meta, $3 id), ($4 body, $5 meta, $6 id)) */
+	assert_true(apply_sql_plan_update(&f.table, 0, NULL, &tuple, &f.plan, f.err, sizeof(f.err)));
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 1, &row), 1);
+	assert_int_equal(row, 0);
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 3, &row), 0);
+	assert_int_equal(row, 0);
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 5, &row), 2);
+	assert_int_equal(row, 1);
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 0, &row), -1);
+	/* the single-row form: UPDATE ... SET body = $1, meta = $2 WHERE id = $3 */
+	assert_sql(&f.table, &f.plan,
+			   "UPDATE \"chat\".\"Messages\" SET \"body\" = $1, \"meta\" = $2 WHERE \"id\" = $3");
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 3, &row), 0);
+	/* an INSERT carries every column, in column order */
+	assert_true(apply_sql_plan_insert(&f.table, &tuple, &f.plan, f.err, sizeof(f.err)));
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 6, &row), 2);
+	assert_int_equal(row, 1);
+	/* a DELETE carries only the key */
+	assert_true(apply_sql_plan_delete(&f.table, 'K', &tuple, &f.plan, f.err, sizeof(f.err)));
+	assert_int_equal(apply_sql_param_column(f.roles, f.table.ncols, 2, &row), 0);
+	assert_int_equal(row, 1);
+	/* what the server says of a bad bound value */
+	assert_int_equal(apply_sql_context_param("unnamed portal parameter $4 = '...'"), 4);
+	assert_int_equal(apply_sql_context_param("portal \"p\" parameter $12"), 12);
+	assert_int_equal(apply_sql_context_param("SQL function \"f\""), 0);
+	assert_int_equal(apply_sql_context_param("parameter $0"), 0);
+	assert_int_equal(apply_sql_context_param(NULL), 0);
+}
+
 static void
 timestamp_formats_as_utc_text(void **state)
 {
@@ -583,6 +626,7 @@ main(void)
 		cmocka_unit_test(update_of_many_rows_joins_typed_values),
 		cmocka_unit_test(delete_of_many_rows_joins_typed_keys),
 		cmocka_unit_test(insert_without_columns_uses_default_values),
+		cmocka_unit_test(parameter_maps_back_to_its_column_and_row),
 		cmocka_unit_test(timestamp_formats_as_utc_text),
 	};
 
