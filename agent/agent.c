@@ -479,6 +479,9 @@ agent_prepare(Agent *agent)
 
 	code = EXIT_TARGET;
 	target = conninfo_connect(options->target, CONN_NORMAL, "setup", "target");
+	if (target == NULL && !fresh)
+		log_hint("start the target (or correct --target) and run the same command again: the migration "
+				 "resumes where it stopped, the source keeps its changes meanwhile");
 	if (target == NULL || !agent_check_target_role(target))
 		goto cleanup;
 

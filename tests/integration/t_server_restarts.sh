@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 harness_init 170
 
-plan 9
+plan 10
 
 ok "servers, chat schema and seed, copied to the target" chat_setup || bail_out "setup failed"
 
@@ -41,3 +41,13 @@ ok "the same agent process ran throughout" eval '[ "$AGENT_RUNS" -eq 1 ] && agen
 ok "the target equals the source" compare_databases SRC DST
 ok "every counter increment arrived exactly once" chat_check_counters DST
 ok "switchyard stop: the agent exits 0" agent_stop 60
+
+# restarted while the target is down: a clear refusal that says nothing is lost
+pg_stop DST
+resume_refused() {
+	agent_run_fg "$SY_BASE/resume.out" 60 --state-dir "$AGENT_STATE" --no-copy --source "$SRC_CONN" \
+		--target "$DST_CONN"
+	[ $? -eq 4 ] && grep_q 'could not connect to the target' "$SY_BASE/resume.out" &&
+		grep_q 'the migration resumes where it stopped' "$SY_BASE/resume.out"
+}
+ok "resumed with the target down: exit 4, the error and that the migration resumes later" resume_refused
