@@ -49,7 +49,12 @@ end=$(source_lsn SRC)
 ok "the agent applies everything up to $end" wait_applied "$end" 120
 rss=$(agent_rss_kb)
 diag "agent peak RSS (VmHWM): ${rss:-unknown} kB; state dir: $(state_dir_kb) kB"
-ok "agent peak RSS ${rss:-unknown} kB < 65536 kB" test "${rss:-999999}" -lt 65536
+if [ "${rss:-999999}" -ge 65536 ] && grep -q __asan_init "$SWITCHYARD"; then
+	# ASan's quarantine (256 MB by default) holds freed memory: peak RSS measures nothing here
+	ok "agent peak RSS ${rss:-unknown} kB < 65536 kB # SKIP AddressSanitizer build"
+else
+	ok "agent peak RSS ${rss:-unknown} kB < 65536 kB" test "${rss:-999999}" -lt 65536
+fi
 
 ok "the spool is cleaned up once applied (state dir < 64 MB within 30 s)" \
 	wait_for 30 "the spool to shrink" eval '[ "$(state_dir_kb)" -lt 65536 ]' ||
