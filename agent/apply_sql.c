@@ -573,14 +573,13 @@ apply_sql_context_param(const char *context)
 	static const char marker[] = "parameter $";
 	const char *at;
 	long n;
-	char *end;
 
 	if (context == NULL || (at = strstr(context, marker)) == NULL)
 		return 0;
 	at += sizeof(marker) - 1;
 	if (*at < '1' || *at > '9')
 		return 0;
-	n = strtol(at, &end, 10);
+	n = strtol(at, NULL, 10);
 	return n > 0 && n <= 65535 ? (int) n : 0;
 }
 
