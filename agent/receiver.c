@@ -522,8 +522,11 @@ receiver_on_readable(evutil_socket_t fd, short what, void *arg)
 			PGresult *res = PQgetResult(receiver->conn);
 			char why[512];
 
-			snprintf(why, sizeof(why), "the source ended replication: %s",
-					 res != NULL ? conninfo_result_error(res) : "no reason given");
+			/* a walsender that shuts down ends the stream cleanly: no error to quote */
+			if (res == NULL || PQresultStatus(res) != PGRES_FATAL_ERROR)
+				snprintf(why, sizeof(why), "the source ended the stream (shutting down or restarting?)");
+			else
+				snprintf(why, sizeof(why), "the source ended replication: %s", conninfo_result_error(res));
 			if (receiver_error_is_final(res))
 				receiver_fail(receiver, EXIT_SOURCE, why, RECEIVER_FINAL_HINT);
 			else

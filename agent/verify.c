@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@
 /* how long the applier may take to reach L (it may have a backlog to apply first) */
 #define VERIFY_HOLD_TIMEOUT_MS 120000
 #define VERIFY_HOLD_POLL_MS 5
+#define VERIFY_PREHOLD_MAX_MS 2000  /* the longest the pre-hold may stop the applier */
 #define VERIFY_MAX_JOBS 16
 #define VERIFY_FENCED_JOBS 8
 /* a new common point after this many (estimated) rows, so no snapshot lives for long */
@@ -225,11 +227,7 @@ verify_agent_positions(VerifyContext *ctx, Lsn *hold_lsn, bool *held, Lsn *appli
 	*seen_lsn = 0;
 	if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS, VERIFY_CONTROL_TIMEOUT_MS,
 						 &response, &no_agent))
-	{
-		if (no_agent)
-			log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
 		goto cleanup;
-	}
 	if (!response->ok || response->status_json == NULL ||
 		!verify_parse_hold(response->status_json, hold_lsn, held, applied_lsn))
 		goto cleanup;
@@ -251,6 +249,29 @@ cleanup:
 	json_object_put(root);
 	control_response_free(response);
 	return ok;
+}
+
+/*
+ * After a control request failed: whether the agent is gone (killed or stopped while it served
+ * the request, so nothing listens now). Then verify exits EXIT_NO_AGENT, not as a target error.
+ */
+static bool
+verify_agent_gone(VerifyContext *ctx, bool no_agent)
+{
+	ControlResponse *response = NULL;
+
+	/* a second request tells a dead agent (nothing listens) from a slow or failing one */
+	if (!no_agent && control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS, 1000,
+									 &response, &no_agent))
+		no_agent = false;       /* it answered: still there */
+	control_response_free(response);
+	if (no_agent)
+	{
+		log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
+		log_hint("start the agent again (the same switchyard run command), then run verify again");
+		ctx->exit_status = EXIT_NO_AGENT;
+	}
+	return no_agent;
 }
 
 /*
@@ -347,10 +368,8 @@ verify_hold(VerifyContext *ctx, Lsn lsn, bool *torn)
 	if (!control_request_lsn(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__APPLY_HOLD, lsn,
 							 VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent))
 	{
-		if (no_agent)
-			log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
+		(void) verify_agent_gone(ctx, no_agent);
 		verify_fail(ctx, PARITY_SIDE_TARGET, "could not ask the agent to hold its applier at %s", lsn_text);
-		ctx->exit_status = no_agent ? EXIT_NO_AGENT : 0;
 		goto cleanup;
 	}
 	if (!response->ok)
@@ -392,8 +411,7 @@ verify_hold(VerifyContext *ctx, Lsn lsn, bool *torn)
 		if (!control_request(ctx->options->state_dir, CONTROL_REQUEST__COMMAND__STATUS,
 							 VERIFY_CONTROL_TIMEOUT_MS, &response, &no_agent))
 		{
-			if (no_agent)
-				log_error("the agent on state directory \"%s\" stopped during verify", ctx->options->state_dir);
+			(void) verify_agent_gone(ctx, no_agent);
 			verify_fail(ctx, PARITY_SIDE_TARGET, "lost the agent while waiting for its applier to hold");
 			goto cleanup;
 		}
@@ -465,6 +483,70 @@ verify_cut_open_fenced(VerifyContext *ctx, Lsn *lsn)
 	return ok;
 }
 
+/* Blocks the signals that end verify, saving the mask to restore (see verify_cut_try). */
+static void
+verify_block_signals(sigset_t *saved_mask)
+{
+	sigset_t block;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &block, saved_mask);
+}
+
+/*
+ * Runs CREATE_REPLICATION_SLOT, which waits until every source transaction older than it has
+ * ended. A long one (a batch job, a report) must not stop replication: the pre-hold lasts at
+ * most VERIFY_PREHOLD_MAX_MS of that wait, then the applier goes on and verify can be
+ * interrupted while the slot waits. The hold at the slot's point may then find the applier
+ * past it: a torn cut, which the caller takes again. Returns the command's result (NULL when
+ * the connection broke).
+ */
+static PGresult *
+verify_create_slot(VerifyContext *ctx, PGconn *repl, const char *sql, const sigset_t *saved_mask,
+				   bool *signals_blocked)
+{
+	int64_t deadline = monotonic_ms() + VERIFY_PREHOLD_MAX_MS;
+	PGresult *res = NULL;
+	PGresult *next;
+
+	if (!PQsendQuery(repl, sql))
+		return NULL;
+	while (PQisBusy(repl))
+	{
+		struct pollfd pfd = {.fd = PQsocket(repl), .events = POLLIN};
+		int64_t left = deadline - monotonic_ms();
+
+		if (ctx->hold_active && left <= 0)
+		{
+			log_info("source transactions older than this verify are still open: the applier goes on "
+					 "while verify waits for them to end");
+			if (!verify_release(ctx))
+				return NULL;
+			if (*signals_blocked)
+			{
+				pthread_sigmask(SIG_SETMASK, saved_mask, NULL);
+				*signals_blocked = false;
+			}
+		}
+		if (poll(&pfd, 1, ctx->hold_active ? (int) (left > 0 ? left : 1) : 1000) < 0 && errno != EINTR)
+			return NULL;
+		if (!PQconsumeInput(repl))
+			return NULL;
+	}
+	while ((next = PQgetResult(repl)) != NULL)
+	{
+		if (res == NULL)
+			res = next;
+		else
+			PQclear(next);
+	}
+	return res;
+}
+
 /*
  * The common point: source snapshot at L in every source session, the applier held at L,
  * the target's snapshot in every target session; then (without --repair) the applier goes on.
@@ -497,29 +579,27 @@ verify_cut_try(VerifyContext *ctx, Lsn *lsn, bool *torn)
 	 */
 	if (!ctx->repair)
 	{
-		sigset_t block;
-
-		sigemptyset(&block);
-		sigaddset(&block, SIGINT);
-		sigaddset(&block, SIGTERM);
-		sigaddset(&block, SIGHUP);
-		sigaddset(&block, SIGQUIT);
-		pthread_sigmask(SIG_BLOCK, &block, &saved_mask);
+		verify_block_signals(&saved_mask);
 		signals_blocked = true;
 	}
 	if (ctx->barrier)
 		verify_prehold(ctx);
 	snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT \"%s\" TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
 			 slot);
-	res = PQexec(repl, sql);
+	res = verify_create_slot(ctx, repl, sql, &saved_mask, &signals_blocked);
+	if (!ctx->repair && !signals_blocked)
+	{
+		verify_block_signals(&saved_mask);
+		signals_blocked = true;
+	}
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3)
 	{
-		log_error("could not create temporary replication slot \"%s\" on the source: %s", slot,
-				  conninfo_result_error(res));
+		const char *why = res != NULL ? conninfo_result_error(res) : conninfo_error(repl);
+
+		log_error("could not create temporary replication slot \"%s\" on the source: %s", slot, why);
 		log_hint("verify needs one free replication slot (max_replication_slots) and a replication "
 				 "connection (max_wal_senders) on the source.");
-		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not create temporary replication slot \"%s\": %s", slot,
-					conninfo_result_error(res));
+		verify_fail(ctx, PARITY_SIDE_SOURCE, "could not create temporary replication slot \"%s\": %s", slot, why);
 		goto cleanup;
 	}
 	if (!lsn_parse(PQgetvalue(res, 0, 1), lsn))
@@ -600,6 +680,7 @@ verify_cut_try(VerifyContext *ctx, Lsn *lsn, bool *torn)
 
 		if (!verify_agent_positions(ctx, &hold_lsn, &held, &applied, &flushed))
 		{
+			(void) verify_agent_gone(ctx, false);
 			verify_fail(ctx, PARITY_SIDE_TARGET, "lost the agent while taking the target's snapshot");
 			goto cleanup;
 		}
