@@ -1057,9 +1057,10 @@ print_general_help(void)
 		   "  %d  target server error: unreachable, refused, missing objects\n"
 		   "  %d  verify found differences\n"
 		   "  %d  cutover aborted (rolled back)\n"
-		   "  %d  no agent is running (for status: and no state in the state directory)\n",
+		   "  %d  no agent is running (for status: and no state in the state directory)\n"
+		   "  %d  the agent declined the command now (pause while a verify holds it): try again\n",
 		   EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_SOURCE, EXIT_TARGET, EXIT_PARITY,
-		   EXIT_CUTOVER, EXIT_NO_AGENT);
+		   EXIT_CUTOVER, EXIT_NO_AGENT, EXIT_REFUSED);
 }
 
 static void

@@ -186,6 +186,7 @@ command_control(const CliOptions *options, ControlRequest__Command command)
 	{
 		fprintf(stderr, "switchyard: %s\n", response->message[0] != '\0'
 				? response->message : "the agent refused the request");
+		rc = EXIT_REFUSED;
 		goto cleanup;
 	}
 	if (command == CONTROL_REQUEST__COMMAND__STOP)

@@ -13,5 +13,6 @@
 #define EXIT_PARITY 5        /* verify found differences */
 #define EXIT_CUTOVER 6       /* cutover aborted (rolled back) */
 #define EXIT_NO_AGENT 7      /* no running agent / no state directory */
+#define EXIT_REFUSED 8       /* the agent declined a control command (pause during a verify...) */
 
 #endif

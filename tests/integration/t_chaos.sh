@@ -271,7 +271,8 @@ for ((e = 0; e < nev; e++)); do
 		while :; do
 			out=$(timeout 30 "$SWITCHYARD" pause --state-dir "$AGENT_STATE" 2>&1) && break
 			rc=$?
-			if [[ $out != *"a verify holds the applier"* ]] || [ "$SECONDS" -ge "$deadline" ]; then
+			# exit 8: declined for now
+			if [ "$rc" -ne 8 ] || [[ $out != *"a verify holds the applier"* ]] || [ "$SECONDS" -ge "$deadline" ]; then
 				event_failed "switchyard pause exited $rc: $out"
 				break
 			fi
