@@ -1566,9 +1566,10 @@ cutover_write_report(Cutover *cutover, bool succeeded)
 	json_object *steps = json_object_new_array();
 	char lsnbuf[LSN_FORMAT_SIZE];
 	time_t now = time(NULL);
+	struct tm utc;
 	char when[32];
 
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &utc));
 	json_object_object_add(root, "outcome", json_object_new_string(
 		cutover->options.dry_run ? "checked" : succeeded ? "switched" : "aborted"));
 	json_object_object_add(root, "finished_at", json_object_new_string(when));
@@ -2017,11 +2018,12 @@ cutover_recover_complete(const char *state_dir, json_object *root)
 	json_object *report;
 	json_object *roles = NULL;
 	time_t now = time(NULL);
+	struct tm utc;
 	char when[32];
 
 	if (cutover_json_string(root, "pgbouncer") != NULL && !cutover_recover_bouncer(root, false))
 		return false;
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &utc));
 	report = json_object_new_object();
 	json_object_object_add(report, "outcome", json_object_new_string("switched"));
 	json_object_object_add(report, "finished_at", json_object_new_string(when));
