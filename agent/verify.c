@@ -520,19 +520,22 @@ verify_create_slot(VerifyContext *ctx, PGconn *repl, const char *sql, const sigs
 		struct pollfd pfd = {.fd = PQsocket(repl), .events = POLLIN};
 		int64_t left = deadline - monotonic_ms();
 
-		if (ctx->hold_active && left <= 0)
+		bool waiting_longer = left <= 0 && (ctx->hold_active || *signals_blocked);
+
+		if (waiting_longer && ctx->hold_active)
 		{
 			log_info("source transactions older than this verify are still open: the applier goes on "
 					 "while verify waits for them to end");
 			if (!verify_release(ctx))
 				return NULL;
-			if (*signals_blocked)
-			{
-				pthread_sigmask(SIG_SETMASK, saved_mask, NULL);
-				*signals_blocked = false;
-			}
 		}
-		if (poll(&pfd, 1, ctx->hold_active ? (int) (left > 0 ? left : 1) : 1000) < 0 && errno != EINTR)
+		if (waiting_longer && *signals_blocked)
+		{
+			pthread_sigmask(SIG_SETMASK, saved_mask, NULL);
+			*signals_blocked = false;
+		}
+		if (poll(&pfd, 1, ctx->hold_active || *signals_blocked ? (int) (left > 0 ? left : 1) : 1000) < 0 &&
+			errno != EINTR)
 			return NULL;
 		if (!PQconsumeInput(repl))
 			return NULL;
