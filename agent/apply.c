@@ -724,6 +724,7 @@ apply_report_bad_parameter(const Applier *a, const ApplyPending *p, const char *
 {
 	int param = apply_sql_context_param(context);
 	const uint8_t *roles;
+	char which_row[64] = "";
 	char *quoted;
 	int row;
 	int column;
@@ -735,13 +736,10 @@ apply_report_bad_parameter(const Applier *a, const ApplyPending *p, const char *
 		return;
 	quoted = apply_sql_quote_identifier(p->rel->columns[column].name);
 	if (p->rows > 1)
-		log_detail("the value is column %s of %s (row %d of the %u in the statement), of type %s on the target",
-				   quoted ? quoted : p->rel->columns[column].name, p->rel->display, row + 1, p->rows,
-				   p->rel->type_names[column] ? p->rel->type_names[column] : "?");
-	else
-		log_detail("the value is column %s of %s, of type %s on the target",
-				   quoted ? quoted : p->rel->columns[column].name, p->rel->display,
-				   p->rel->type_names[column] ? p->rel->type_names[column] : "?");
+		snprintf(which_row, sizeof(which_row), " (row %d of the %u in the statement)", row + 1, p->rows);
+	log_detail("the value is column %s of %s%s, of type %s on the target",
+			   quoted ? quoted : p->rel->columns[column].name, p->rel->display, which_row,
+			   p->rel->type_names[column] ? p->rel->type_names[column] : "?");
 	log_hint("give the column the source's type on the target (ALTER TABLE %s ALTER COLUMN %s TYPE ...); "
 			 "the applier retries", p->rel->display, quoted ? quoted : p->rel->columns[column].name);
 	free(quoted);

@@ -158,6 +158,22 @@ conninfo_error(PGconn *conn)
 	return conninfo_one_line(PQerrorMessage(conn));
 }
 
+PGresult *
+conninfo_first_result(PGconn *conn)
+{
+	PGresult *first = NULL;
+	PGresult *next;
+
+	while ((next = PQgetResult(conn)) != NULL)
+	{
+		if (first == NULL)
+			first = next;
+		else
+			PQclear(next);
+	}
+	return first;
+}
+
 const char *
 conninfo_result_error(const PGresult *result)
 {

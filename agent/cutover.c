@@ -1291,9 +1291,6 @@ cleanup:
 static PGresult *
 cutover_bouncer_query_by(PGconn *conn, const char *sql, double deadline)
 {
-	PGresult *res = NULL;
-	PGresult *next;
-
 	if (!PQsendQuery(conn, sql))
 		return NULL;
 	while (PQconsumeInput(conn) && PQisBusy(conn))
@@ -1305,14 +1302,7 @@ cutover_bouncer_query_by(PGconn *conn, const char *sql, double deadline)
 			return NULL;    /* the session keeps the query: it is only closed after this */
 		(void) poll(&pfd, 1, (int) left + 1);
 	}
-	while ((next = PQgetResult(conn)) != NULL)
-	{
-		if (res == NULL)
-			res = next;
-		else
-			PQclear(next);
-	}
-	return res;
+	return conninfo_first_result(conn);
 }
 
 /* Sums a SHOW POOLS column over the rows of the switched database (a missing column: 0). */

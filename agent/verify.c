@@ -510,8 +510,6 @@ verify_create_slot(VerifyContext *ctx, PGconn *repl, const char *sql, const sigs
 				   bool *signals_blocked)
 {
 	int64_t deadline = monotonic_ms() + VERIFY_PREHOLD_MAX_MS;
-	PGresult *res = NULL;
-	PGresult *next;
 
 	if (!PQsendQuery(repl, sql))
 		return NULL;
@@ -540,14 +538,7 @@ verify_create_slot(VerifyContext *ctx, PGconn *repl, const char *sql, const sigs
 		if (!PQconsumeInput(repl))
 			return NULL;
 	}
-	while ((next = PQgetResult(repl)) != NULL)
-	{
-		if (res == NULL)
-			res = next;
-		else
-			PQclear(next);
-	}
-	return res;
+	return conninfo_first_result(repl);
 }
 
 /*

@@ -40,6 +40,9 @@ bool conninfo_check(const char *conninfo, char *why, size_t whylen) __attribute_
 /* The conninfo with any password removed, for logs and status; caller frees. */
 char *conninfo_redact(const char *conninfo);
 
+/* The current query's first result; later ones (after an error, say) are freed. NULL if none. */
+PGresult *conninfo_first_result(PGconn *conn);
+
 /* The server's last error as one line (no trailing newline), valid until the next call on conn. */
 const char *conninfo_error(PGconn *conn);
 /* The same for a result. */

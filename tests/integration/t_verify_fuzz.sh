@@ -289,7 +289,6 @@ DECLARE
 	cnt bigint;
 	counter int := 0;
 	mi int;
-	mi2 int;
 	b int;
 	sets text[];
 	cols text[];
@@ -346,26 +345,17 @@ BEGIN
 			END IF;
 			sets := '{}';
 			cols := '{}';
-			IF kind IN ('change', 'change2', 'mixed') THEN
+			-- real changes: one column (two for change2, a column not changed already)
+			FOR nth IN 1 .. CASE WHEN kind = 'change2' THEN 2 WHEN kind IN ('change', 'mixed') THEN 1 ELSE 0 END LOOP
 				mi := 1 + floor(random() * array_length(d.muts, 1))::int;
+				CONTINUE WHEN d.muts[mi][1] = ANY (cols);
 				EXECUTE format('SELECT (%s)::text IS DISTINCT FROM %I::text FROM ONLY %s t WHERE ctid = $1',
 				               d.muts[mi][2], d.muts[mi][1], r.part) INTO differs USING r.ctid;
 				IF differs THEN
 					sets := sets || format('%I = %s', d.muts[mi][1], d.muts[mi][2]);
 					cols := cols || d.muts[mi][1];
 				END IF;
-			END IF;
-			IF kind = 'change2' THEN
-				mi2 := 1 + floor(random() * array_length(d.muts, 1))::int;
-				IF NOT d.muts[mi2][1] = ANY (cols) THEN
-					EXECUTE format('SELECT (%s)::text IS DISTINCT FROM %I::text FROM ONLY %s t WHERE ctid = $1',
-					               d.muts[mi2][2], d.muts[mi2][1], r.part) INTO differs USING r.ctid;
-					IF differs THEN
-						sets := sets || format('%I = %s', d.muts[mi2][1], d.muts[mi2][2]);
-						cols := cols || d.muts[mi2][1];
-					END IF;
-				END IF;
-			END IF;
+			END LOOP;
 			bcol := NULL;
 			IF kind IN ('benign', 'mixed') AND NOT d.benign[b][1] = ANY (cols) THEN
 				-- another text form, equal under the type's equality (checked here)
